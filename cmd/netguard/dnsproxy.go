@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/netguard-io/netguard/dnsproxy"
+)
+
+// dnsProxyRunFunc runs the forwarder with a checked configuration. The
+// command takes it as a parameter so tests can check flag parsing without
+// binding sockets.
+type dnsProxyRunFunc func(ctx context.Context, cfg dnsproxy.Config, log logr.Logger) error
+
+// newDNSProxyCommand returns `netguard dns-proxy`.
+func newDNSProxyCommand() *cobra.Command {
+	return dnsProxyCommand(runDNSProxy)
+}
+
+// dnsProxyOptions holds the flags of `netguard dns-proxy`.
+type dnsProxyOptions struct {
+	listen      string
+	upstream    string
+	resolvConf  string
+	timeout     time.Duration
+	deadline    time.Duration
+	maxInFlight int
+	cacheSize   int
+	listeners   int
+	metricsAddr string
+	zap         zap.Options
+}
+
+func dnsProxyCommand(run dnsProxyRunFunc) *cobra.Command {
+	opts := dnsProxyOptions{}
+	cmd := &cobra.Command{
+		Use:   "dns-proxy",
+		Short: "Run the DNS forwarder sidecar (a fresh source port for every upstream query)",
+		Long: `Run the DNS forwarder that netguard injects next to nginx.
+
+It listens on a loopback address and forwards each query to the upstream
+DNS servers from a new UDP socket, so every upstream attempt leaves from a
+new source port. conntrack then makes a new NAT decision for it, and a
+client that sends all its queries from one socket (nginx's resolver) is no
+longer pinned to a DNS server pod that disappeared. Point nginx at it with
+
+    resolver 127.0.0.1:8053 valid=10s ipv6=off;
+
+Truncated UDP answers are retried over TCP; EDNS0 is passed through; the
+number of queries in flight is bounded (over the bound: SERVFAIL at once).
+Prometheus metrics, /healthz and /readyz are served on
+--metrics-bind-address. SIGTERM or SIGINT stops it after in-flight queries
+finish.`,
+		Example: `  # Forward to the nameservers of /etc/resolv.conf (the default)
+  netguard dns-proxy
+
+  # Forward to the cluster DNS Service, listening where nginx expects it
+  netguard dns-proxy --listen 127.0.0.1:8053 --upstream 10.96.0.10`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: false,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := opts.config()
+			if err != nil {
+				return err
+			}
+			return run(cmd.Context(), cfg, zap.New(zap.UseFlagOptions(&opts.zap)))
+		},
+	}
+
+	fs := cmd.Flags()
+	fs.StringVar(&opts.listen, "listen", dnsproxy.DefaultListen,
+		"IP:port to serve DNS on, over UDP and TCP.")
+	fs.StringVar(&opts.upstream, "upstream", dnsproxy.UpstreamsFromResolvConf,
+		`Upstream DNS servers: IP, IP:PORT or [IPv6]:PORT, comma-separated (port 53 when left out), or "resolv.conf" to use the nameservers of --resolv-conf.`)
+	fs.StringVar(&opts.resolvConf, "resolv-conf", dnsproxy.DefaultResolvConf,
+		`resolv.conf file read when --upstream is "resolv.conf".`)
+	fs.DurationVar(&opts.timeout, "timeout", dnsproxy.DefaultTimeout,
+		"Timeout of one upstream attempt; the next attempt goes to the next upstream from a new socket.")
+	fs.DurationVar(&opts.deadline, "deadline", dnsproxy.DefaultDeadline,
+		"Time allowed for all attempts of one query; then the client gets SERVFAIL.")
+	fs.IntVar(&opts.maxInFlight, "max-in-flight", dnsproxy.DefaultMaxInFlight,
+		"Most queries forwarded at once; further queries are answered SERVFAIL at once.")
+	fs.IntVar(&opts.cacheSize, "cache-size", 0,
+		"Answers kept in a TTL-honouring cache (negative answers per RFC 2308). 0, the default, disables it: the sidecar exists for fresh answers and the cluster DNS caches already.")
+	fs.IntVar(&opts.listeners, "listeners", 0,
+		"UDP sockets bound to --listen with SO_REUSEPORT, one reader each. 0 means one per CPU (GOMAXPROCS).")
+	fs.StringVar(&opts.metricsAddr, "metrics-bind-address", dnsproxy.DefaultMetricsAddr,
+		`Address serving /metrics, /healthz and /readyz; "0" disables it.`)
+
+	goFlags := flag.NewFlagSet("zap", flag.ContinueOnError)
+	opts.zap.BindFlags(goFlags)
+	fs.AddGoFlagSet(goFlags)
+	return cmd
+}
+
+// config turns the flags into a dnsproxy.Config.
+func (o *dnsProxyOptions) config() (dnsproxy.Config, error) {
+	ups, err := dnsproxy.ParseUpstreams(o.upstream, o.resolvConf)
+	if err != nil {
+		return dnsproxy.Config{}, fmt.Errorf("--upstream: %w", err)
+	}
+	metricsAddr := o.metricsAddr
+	if metricsAddr == "0" {
+		metricsAddr = ""
+	}
+	if o.listeners < 0 {
+		return dnsproxy.Config{}, fmt.Errorf("--listeners must be 0 or more, got %d", o.listeners)
+	}
+	if o.maxInFlight <= 0 {
+		return dnsproxy.Config{}, fmt.Errorf("--max-in-flight must be positive, got %d", o.maxInFlight)
+	}
+	if o.timeout <= 0 || o.deadline <= 0 {
+		return dnsproxy.Config{}, fmt.Errorf("--timeout and --deadline must be positive")
+	}
+	return dnsproxy.Config{
+		Listen:      o.listen,
+		Upstreams:   ups,
+		Timeout:     o.timeout,
+		Deadline:    o.deadline,
+		MaxInFlight: o.maxInFlight,
+		CacheSize:   o.cacheSize,
+		Listeners:   o.listeners,
+		MetricsAddr: metricsAddr,
+	}, nil
+}
+
+// runDNSProxy serves until SIGTERM or SIGINT.
+func runDNSProxy(ctx context.Context, cfg dnsproxy.Config, log logr.Logger) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	p, err := dnsproxy.New(cfg, log.WithName("dns-proxy"), reg)
+	if err != nil {
+		return err
+	}
+	return p.Run(ctx)
+}

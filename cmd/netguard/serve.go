@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/internal/version"
+	"github.com/netguard-io/netguard/webhook"
+)
+
+// serveOptions are the flags of `netguard serve`.
+type serveOptions struct {
+	*rootOptions
+	server     webhook.Options
+	kubeconfig string
+	zap        zap.Options
+}
+
+// runServeFunc runs the server; tests pass their own to check flag and file
+// merging without starting one.
+type runServeFunc func(ctx context.Context, opts *serveOptions, cfg *config.Config) error
+
+func newServeCommand(root *rootOptions, run runServeFunc) *cobra.Command {
+	opts := &serveOptions{rootOptions: root}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the admission webhook server",
+		Long: `Serve the admission webhooks:
+  /mutate-v1-pod        pod DNS hardening and the DNS sidecar (Pod CREATE)
+  /validate-v1-service  the Service selector guard (Service CREATE, UPDATE)
+
+TLS certificates are read from --cert-dir (tls.crt, tls.key) and reloaded
+when they change. Metrics are served on --metrics-bind-address, /healthz
+and /readyz on --health-probe-bind-address.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := opts.loadConfig()
+			if err != nil {
+				return err
+			}
+			return run(cmd.Context(), opts, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.server.CertDir, "cert-dir", "", "directory with tls.crt and tls.key (default <tmp>/k8s-webhook-server/serving-certs)")
+	f.IntVar(&opts.server.Port, "port", 9443, "port the webhook server listens on")
+	f.StringVar(&opts.server.MetricsBindAddress, "metrics-bind-address", ":8080", `address of the metrics endpoint; "0" disables it`)
+	f.StringVar(&opts.server.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+	f.DurationVar(&opts.server.GracefulShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight requests may take to finish after SIGTERM")
+	f.StringVar(&opts.kubeconfig, "kubeconfig", "", "kubeconfig file; in-cluster configuration when empty")
+	bindZapFlags(f, &opts.zap)
+	return cmd
+}
+
+// bindZapFlags adds controller-runtime's logging flags (--zap-log-level,
+// --zap-devel, ...) to a command.
+func bindZapFlags(f *pflag.FlagSet, o *zap.Options) {
+	gfs := flag.NewFlagSet("zap", flag.ContinueOnError)
+	o.BindFlags(gfs)
+	f.AddGoFlagSet(gfs)
+}
+
+func runServe(ctx context.Context, opts *serveOptions, cfg *config.Config) error {
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts.zap)))
+	log := ctrl.Log.WithName("serve")
+	restCfg, err := restConfig(opts.kubeconfig)
+	if err != nil {
+		return err
+	}
+	opts.server.Version = version.Get()
+	mgr, err := webhook.NewManager(restCfg, opts.server, cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("Starting netguard", "version", opts.server.Version, "port", opts.server.Port, "namespaceMode", cfg.Namespaces.Mode)
+	return mgr.Start(ctx)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("no --kubeconfig and not running in a cluster: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("reading --kubeconfig %s: %w", kubeconfig, err)
+	}
+	return cfg, nil
+}

@@ -1,0 +1,317 @@
+// Package dnsproxy is netguard's DNS forwarder sidecar: it listens on a
+// loopback address and forwards every query to the cluster DNS from a new
+// UDP socket, so each upstream attempt has a fresh source port and
+// conntrack makes a fresh NAT decision for it. A client such as nginx,
+// which sends all its queries from one socket, otherwise stays pinned to a
+// DNS server pod that disappeared without an ICMP error.
+//
+// The hot path reads only the header, the question and the OPT record,
+// and relays the upstream's bytes once their header and question match
+// the query.
+package dnsproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const (
+	// tcpIdleTimeout closes client TCP connections that send nothing.
+	tcpIdleTimeout = 10 * time.Second
+	// tcpWriteTimeout bounds writing one reply to a TCP client.
+	tcpWriteTimeout = 5 * time.Second
+	// shutdownSlack is added to Deadline when waiting for in-flight
+	// queries at shutdown.
+	shutdownSlack = time.Second
+)
+
+// Proxy is a running or runnable forwarder. Create it with New.
+type Proxy struct {
+	cfg         Config
+	log         logr.Logger
+	ups         []upstream
+	maxAttempts int
+	cache       *cache
+	m           *metrics
+	gatherer    prometheus.Gatherer
+
+	preferred atomic.Int32 // index of the upstream tried first
+	inFlight  atomic.Int64
+	queries   sync.WaitGroup // UDP queries being handled
+	ready     atomic.Bool
+	stopping  atomic.Bool
+
+	// started is closed once the listeners are bound; addr and metricsAddr
+	// are set before.
+	started     chan struct{}
+	addr        netip.AddrPort
+	metricsAddr string
+
+	tcpMu    sync.Mutex
+	tcpConns map[net.Conn]struct{}
+
+	// portableUDP serves UDP with a goroutine per query on net.UDPConn
+	// instead of the Linux epoll loops; tests run both.
+	portableUDP bool
+}
+
+// New checks cfg, fills in its defaults, and registers the forwarder's
+// metrics with reg (a new registry when nil). When cfg.MetricsAddr is set,
+// reg must also be a prometheus.Gatherer, as a *prometheus.Registry is.
+func New(cfg Config, log logr.Logger, reg prometheus.Registerer) (*Proxy, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	p := &Proxy{
+		cfg:      cfg,
+		log:      log,
+		started:  make(chan struct{}),
+		tcpConns: make(map[net.Conn]struct{}),
+	}
+	if cfg.MetricsAddr != "" {
+		g, ok := reg.(prometheus.Gatherer)
+		if !ok {
+			return nil, ErrNoGatherer
+		}
+		p.gatherer = g
+	}
+	names := make([]string, len(cfg.Upstreams))
+	for i, up := range cfg.Upstreams {
+		names[i] = up.String()
+	}
+	m, err := newMetrics(reg, names, func() float64 { return float64(p.inFlight.Load()) })
+	if err != nil {
+		return nil, fmt.Errorf("registering metrics: %w", err)
+	}
+	p.m = m
+	p.ups = make([]upstream, len(cfg.Upstreams))
+	for i, up := range cfg.Upstreams {
+		p.ups[i] = upstream{addr: up, errs: &m.upstreamErrors[i]}
+	}
+	// Each upstream gets as many attempts as the deadline has timeouts,
+	// so a port that refuses at once cannot make a query spin.
+	perUpstream := int((cfg.Deadline + cfg.Timeout - 1) / cfg.Timeout)
+	p.maxAttempts = len(p.ups) * max(1, perUpstream)
+	if cfg.CacheSize > 0 {
+		p.cache = newCache(cfg.CacheSize)
+	}
+	return p, nil
+}
+
+// Ready reports whether the listeners are bound and the forwarder is not
+// shutting down. It backs /readyz.
+func (p *Proxy) Ready() bool { return p.ready.Load() }
+
+// Run binds the listeners and serves until ctx is cancelled or a listener
+// fails. On cancellation it stops reading, lets in-flight queries finish
+// (each is bounded by Deadline), and returns nil.
+func (p *Proxy) Run(ctx context.Context) error {
+	udp, bound, err := p.listenUDP(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, l := range udp {
+			l.close()
+		}
+	}()
+	host, _, _ := net.SplitHostPort(p.cfg.Listen)
+	var lc net.ListenConfig
+	tcp, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(bound.Port()))))
+	if err != nil {
+		return fmt.Errorf("listening on tcp: %w", err)
+	}
+	defer tcp.Close()
+
+	var httpSrv *http.Server
+	if p.cfg.MetricsAddr != "" {
+		ln, err := lc.Listen(ctx, "tcp", p.cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("listening for metrics: %w", err)
+		}
+		p.metricsAddr = ln.Addr().String()
+		httpSrv = p.serveHTTP(ln)
+	}
+
+	p.addr = bound
+	p.ready.Store(true)
+	close(p.started)
+	p.log.Info("Serving DNS", "listen", bound.String(), "upstreams", p.cfg.Upstreams, "listeners", len(udp),
+		"timeout", p.cfg.Timeout.String(), "deadline", p.cfg.Deadline.String(),
+		"maxInFlight", p.cfg.MaxInFlight, "cacheSize", p.cfg.CacheSize, "metrics", p.metricsAddr)
+
+	var readers, conns sync.WaitGroup
+	failed := make(chan error, len(udp)+1)
+	for _, l := range udp {
+		readers.Go(func() {
+			if err := l.serve(); err != nil {
+				failed <- err
+			}
+		})
+	}
+	readers.Go(func() {
+		if err := p.serveTCP(tcp, &conns); err != nil {
+			failed <- err
+		}
+	})
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		p.log.Info("Shutting down", "inFlight", p.inFlight.Load())
+	case runErr = <-failed:
+		p.log.Error(runErr, "Listener failed, shutting down")
+	}
+	p.ready.Store(false)
+	p.stopping.Store(true)
+
+	// Stop reading without closing the sockets, so queries already being
+	// forwarded can still send their replies.
+	for _, l := range udp {
+		l.stopReading()
+	}
+	_ = tcp.Close()
+	p.tcpMu.Lock()
+	for c := range p.tcpConns {
+		_ = c.SetReadDeadline(time.Unix(1, 0))
+	}
+	p.tcpMu.Unlock()
+	readers.Wait()
+
+	done := make(chan struct{})
+	go func() {
+		p.queries.Wait()
+		conns.Wait()
+		close(done)
+	}()
+	grace := time.NewTimer(p.cfg.Deadline + shutdownSlack)
+	defer grace.Stop()
+	select {
+	case <-done:
+	case <-grace.C:
+		p.log.Info("In-flight queries did not finish in time; closing", "inFlight", p.inFlight.Load())
+	}
+	p.tcpMu.Lock()
+	for c := range p.tcpConns {
+		_ = c.Close()
+	}
+	p.tcpMu.Unlock()
+
+	if httpSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownSlack)
+		defer cancel()
+		_ = httpSrv.Shutdown(sctx)
+	}
+	return runErr
+}
+
+// acquire takes an in-flight slot, or reports that the bound is reached.
+func (p *Proxy) acquire() bool {
+	if p.inFlight.Add(1) > int64(p.cfg.MaxInFlight) {
+		p.inFlight.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (p *Proxy) release() { p.inFlight.Add(-1) }
+
+// serveTCP accepts client connections, at most MaxInFlight at once.
+func (p *Proxy) serveTCP(ln net.Listener, conns *sync.WaitGroup) error {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if p.stopping.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			// Out of file descriptors and the like: back off briefly
+			// rather than spin, as net/http does.
+			p.log.V(1).Info("Accepting a TCP connection failed", "error", err.Error())
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		p.tcpMu.Lock()
+		full := len(p.tcpConns) >= p.cfg.MaxInFlight
+		if !full {
+			p.tcpConns[c] = struct{}{}
+		}
+		p.tcpMu.Unlock()
+		if full {
+			_ = c.Close()
+			continue
+		}
+		conns.Go(func() { p.serveTCPConn(c) })
+	}
+}
+
+// serveTCPConn answers the queries of one client connection in order.
+func (p *Proxy) serveTCPConn(c net.Conn) {
+	defer func() {
+		p.tcpMu.Lock()
+		delete(p.tcpConns, c)
+		p.tcpMu.Unlock()
+		_ = c.Close()
+	}()
+	b := getBuf(largeBuf)
+	defer putBuf(b)
+	for !p.stopping.Load() {
+		_ = c.SetReadDeadline(time.Now().Add(tcpIdleTimeout))
+		n, err := readTCPMessage(c, *b)
+		if err != nil {
+			return
+		}
+		p.m.queries[protoTCP].Inc()
+		start := time.Now()
+		var reply []byte
+		var rb *[]byte
+		if p.acquire() {
+			reply, rb = p.handle((*b)[:n], protoTCP)
+			p.release()
+		} else {
+			rb = getBuf(smallBuf)
+			reply = p.errorReplyFor((*b)[:n], *rb, rcodeServFail)
+		}
+		if reply == nil {
+			if rb != nil {
+				putBuf(rb)
+			}
+			return // not a query: close, as there is nothing to answer
+		}
+		_ = c.SetWriteDeadline(time.Now().Add(tcpWriteTimeout))
+		var l [2]byte
+		l[0], l[1] = byte(len(reply)>>8), byte(len(reply))
+		bufs := net.Buffers{l[:], reply}
+		_, err = bufs.WriteTo(c)
+		p.observe(reply, start)
+		putBuf(rb)
+		if err != nil {
+			return
+		}
+	}
+}
+
+// observe records a reply sent to a client.
+func (p *Proxy) observe(reply []byte, start time.Time) {
+	p.m.responses[reply[3]&rcodeMask].Inc()
+	p.m.duration.Observe(time.Since(start).Seconds())
+}
+

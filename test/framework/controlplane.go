@@ -1,0 +1,129 @@
+// Package framework runs netguard against a real kube-apiserver and etcd
+// (controller-runtime envtest) for the integration tests and the demo.
+package framework
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/netguard-io/netguard/webhook"
+)
+
+// AssetsHint tells how to get the control plane binaries.
+const AssetsHint = "set KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh), or run 'make test'"
+
+// ControlPlane is a running kube-apiserver and etcd, plus the serving
+// certificate and address the webhook server uses.
+type ControlPlane struct {
+	Env    *envtest.Environment
+	Config *rest.Config
+	Client client.Client
+	// Kubeconfig is a file for an admin user, for `netguard serve --kubeconfig`.
+	Kubeconfig string
+	// WebhookHost and WebhookPort are where the API server calls netguard.
+	WebhookHost string
+	WebhookPort int
+	// CertDir holds tls.crt and tls.key for the webhook server; CAData
+	// signed them and goes into the webhook configurations' caBundle.
+	CertDir string
+	CAData  []byte
+}
+
+// StartControlPlane starts kube-apiserver and etcd from KUBEBUILDER_ASSETS.
+func StartControlPlane() (*ControlPlane, error) {
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set: %s", AssetsHint)
+	}
+	env := &envtest.Environment{
+		Scheme:                   webhook.Scheme(),
+		ErrorIfCRDPathMissing:    true,
+		WebhookInstallOptions:    envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1"},
+		ControlPlaneStopTimeout:  0,
+		ControlPlaneStartTimeout: 0,
+	}
+	// Certificates and a free port for the webhook server, without
+	// installing anything: the webhook configurations are created here, as
+	// the chart does.
+	if err := env.WebhookInstallOptions.PrepWithoutInstalling(); err != nil {
+		return nil, fmt.Errorf("preparing webhook certificates: %w", err)
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting kube-apiserver and etcd (%s): %w", AssetsHint, err)
+	}
+	cp := &ControlPlane{
+		Env:         env,
+		Config:      cfg,
+		WebhookHost: env.WebhookInstallOptions.LocalServingHost,
+		WebhookPort: env.WebhookInstallOptions.LocalServingPort,
+		CertDir:     env.WebhookInstallOptions.LocalServingCertDir,
+		CAData:      env.WebhookInstallOptions.LocalServingCAData,
+	}
+	if cp.Client, err = client.New(cfg, client.Options{Scheme: env.Scheme}); err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
+	user, err := env.AddUser(envtest.User{Name: "netguard-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		_ = env.Stop()
+		return nil, fmt.Errorf("adding user: %w", err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
+	cp.Kubeconfig = filepath.Join(cp.CertDir, "kubeconfig")
+	if err := os.WriteFile(cp.Kubeconfig, kc, 0o600); err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
+	return cp, nil
+}
+
+// Stop stops the control plane and removes its files.
+func (cp *ControlPlane) Stop() error {
+	return cp.Env.Stop()
+}
+
+// WebhookURL is the URL the API server calls for path.
+func (cp *ControlPlane) WebhookURL(path string) string {
+	return fmt.Sprintf("https://%s:%d%s", cp.WebhookHost, cp.WebhookPort, path)
+}
+
+// InstallPodWebhook creates (or replaces) the MutatingWebhookConfiguration
+// for pods, configured the way the chart configures it, pointing at the
+// local webhook server.
+func (cp *ControlPlane) InstallPodWebhook(ctx context.Context, mode NamespaceMode) error {
+	cfg := PodWebhookConfiguration(cp.WebhookURL(webhook.MutatePodPath), cp.CAData, mode)
+	return createOrReplace(ctx, cp.Client, cfg)
+}
+
+// CreateNamespace creates a namespace with labels.
+func (cp *ControlPlane) CreateNamespace(ctx context.Context, name string, labels map[string]string) (*corev1.Namespace, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	return ns, cp.Client.Create(ctx, ns)
+}
+
+func createOrReplace(ctx context.Context, c client.Client, obj client.Object) error {
+	err := c.Create(ctx, obj)
+	if apierrors.IsAlreadyExists(err) {
+		existing := obj.DeepCopyObject().(client.Object)
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), existing); err != nil {
+			return err
+		}
+		obj.SetResourceVersion(existing.GetResourceVersion())
+		return c.Update(ctx, obj)
+	}
+	return err
+}
+

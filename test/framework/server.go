@@ -1,0 +1,159 @@
+package framework
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// BuildNetguard builds the netguard binary into dir.
+func BuildNetguard(dir string) (string, error) {
+	bin := filepath.Join(dir, "netguard")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/netguard-io/netguard/cmd/netguard")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building netguard: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Server is a `netguard serve` process.
+type Server struct {
+	cmd *exec.Cmd
+	// HealthAddr serves /healthz and /readyz, MetricsAddr /metrics.
+	HealthAddr, MetricsAddr string
+	// LogFile has the server's output.
+	LogFile string
+	done    chan error
+	killed  bool
+}
+
+// StartServer runs `netguard serve` against the control plane and waits
+// until it is ready. configFile may be empty.
+func (cp *ControlPlane) StartServer(ctx context.Context, binary, configFile string, extraArgs ...string) (*Server, error) {
+	health, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"serve",
+		"--kubeconfig", cp.Kubeconfig,
+		"--cert-dir", cp.CertDir,
+		"--port", strconv.Itoa(cp.WebhookPort),
+		"--metrics-bind-address", metrics,
+		"--health-probe-bind-address", health,
+		"--graceful-shutdown-timeout", "10s",
+	}
+	if configFile != "" {
+		args = append(args, "--config", configFile)
+	}
+	args = append(args, extraArgs...)
+	logFile := filepath.Join(cp.CertDir, fmt.Sprintf("netguard-serve-%d.log", time.Now().UnixNano()))
+	out, err := os.Create(logFile)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(binary, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), "POD_NAMESPACE=netguard")
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		return nil, fmt.Errorf("starting netguard serve: %w", err)
+	}
+	s := &Server{cmd: cmd, HealthAddr: health, MetricsAddr: metrics, LogFile: logFile, done: make(chan error, 1)}
+	go func() { s.done <- cmd.Wait(); out.Close() }()
+	if err := s.waitReady(ctx, 60*time.Second); err != nil {
+		_ = s.Kill()
+		return nil, fmt.Errorf("%w; log:\n%s", err, s.Log())
+	}
+	return s, nil
+}
+
+func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	url := "http://" + s.HealthAddr + "/readyz"
+	for {
+		select {
+		case err := <-s.done:
+			s.done <- err
+			return fmt.Errorf("netguard serve exited before it was ready: %v", err)
+		case <-ctx.Done():
+			return fmt.Errorf("netguard serve not ready at %s: %w", url, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+	}
+}
+
+// Log returns what the server has written so far.
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(s.LogFile)
+	return string(b)
+}
+
+// Stop sends SIGTERM and waits for the server to exit (SIGKILL after 20s).
+// Stopping a server that Kill already ended is not an error.
+func (s *Server) Stop() error {
+	if s.killed {
+		return nil
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.done:
+		s.done <- err
+		return exitErr(err)
+	case <-time.After(20 * time.Second):
+		_ = s.Kill()
+		return errors.New("netguard serve did not stop within 20s of SIGTERM")
+	}
+}
+
+// Kill stops the server at once, as a crash would.
+func (s *Server) Kill() error {
+	s.killed = true
+	_ = s.cmd.Process.Kill()
+	err := <-s.done
+	s.done <- err
+	return nil
+}
+
+// Wait returns the server's exit error once it has exited.
+func (s *Server) Wait() error {
+	err := <-s.done
+	s.done <- err
+	return exitErr(err)
+}
+
+func exitErr(err error) error {
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.Exited() && exit.ExitCode() == 0 {
+		return nil
+	}
+	return err
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}

@@ -1,0 +1,32 @@
+package webhook
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Pod webhook metrics, on top of controller-runtime's
+// controller_runtime_webhook_* request counters and latency histograms.
+// Labels are bounded: policy names, skip reasons and error kinds only.
+var (
+	podMutations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "netguard_pod_mutations_total",
+		Help: "Pod policies applied at admission, by policy.",
+	}, []string{"policy"})
+	podSkips = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "netguard_pod_skips_total",
+		Help: "Pods admitted without changes, by reason.",
+	}, []string{"reason"})
+	webhookErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "netguard_webhook_errors_total",
+		Help: "Admission requests netguard could not process, by webhook and kind of error.",
+	}, []string{"webhook", "kind"})
+	clusterDNSKnown = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "netguard_cluster_dns_known",
+		Help: "1 when the cluster DNS IP is known (configured or discovered), else 0; search scrubbing needs it.",
+	})
+)
+
+func init() {
+	metrics.Registry.MustRegister(podMutations, podSkips, webhookErrors, clusterDNSKnown)
+}

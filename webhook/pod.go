@@ -1,0 +1,147 @@
+// Package webhook serves netguard's admission webhooks: the Pod mutator
+// (DNS hardening and the DNS sidecar) at /mutate-v1-pod, and wires the
+// Service selector guard at /validate-v1-service.
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/policies/podpolicy"
+)
+
+// MutatePodPath is where the API server sends Pod CREATE requests.
+const MutatePodPath = "/mutate-v1-pod"
+
+// PodMutator applies the pod policies to pods being created.
+//
+// It is a raw admission.Handler rather than an admission.Defaulter because
+// it needs the request's namespace (pods often have none yet) and emits the
+// patch against the exact bytes the API server sent.
+//
+// Pods fail open: whatever goes wrong, the pod is admitted unchanged (with
+// a warning), because a DNS tweak is never worth blocking a workload. Only
+// a request that cannot be decoded is answered with an error, and the
+// webhook's failurePolicy (Ignore) decides what the API server does then.
+type PodMutator struct {
+	Config     *config.Config
+	Reader     client.Reader // namespaces, through the manager's cache
+	ClusterDNS *ClusterDNS
+	Version    string
+	decoder    admission.Decoder
+}
+
+var _ admission.Handler = (*PodMutator)(nil)
+
+// NewPodMutator returns a PodMutator; scheme decodes the pods.
+func NewPodMutator(cfg *config.Config, reader client.Reader, dns *ClusterDNS, version string, decoder admission.Decoder) *PodMutator {
+	return &PodMutator{Config: cfg, Reader: reader, ClusterDNS: dns, Version: version, decoder: decoder}
+}
+
+// Handle implements admission.Handler.
+func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admission.Response {
+	log := logf.FromContext(ctx).WithValues("namespace", req.Namespace, "uid", req.UID)
+	if req.Kind.Kind != "Pod" || req.Kind.Group != "" {
+		webhookErrors.WithLabelValues("pod", "wrong-kind").Inc()
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("netguard pod webhook got a %s request; it handles only v1 Pod", req.Kind.String()))
+	}
+	if req.Operation != admissionv1.Create {
+		// DNS settings and containers cannot change after creation.
+		return admission.Allowed("netguard mutates pods only at creation")
+	}
+	if len(req.Object.Raw) == 0 {
+		webhookErrors.WithLabelValues("pod", "decode").Inc()
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("admission request %s has no object", req.UID))
+	}
+	pod := &corev1.Pod{}
+	if err := m.decoder.DecodeRaw(req.Object, pod); err != nil {
+		webhookErrors.WithLabelValues("pod", "decode").Inc()
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
+	}
+	if pod.Namespace == "" {
+		pod.Namespace = req.Namespace
+	}
+	name := pod.Name
+	if name == "" {
+		name = pod.GenerateName + "*"
+	}
+	log = log.WithValues("pod", name)
+
+	ns, err := m.namespace(ctx, req.Namespace)
+	if err != nil {
+		webhookErrors.WithLabelValues("pod", "namespace-lookup").Inc()
+		log.Error(err, "Admitting pod unchanged: namespace lookup failed")
+		return admitWithWarning(fmt.Sprintf("netguard: pod admitted unchanged: %v", err))
+	}
+	if ok, reason := podpolicy.NamespaceSelected(ns, m.Config); !ok {
+		podSkips.WithLabelValues(reason.Label()).Inc()
+		log.V(1).Info("Pod skipped", "reason", string(reason))
+		return admission.Allowed(string(reason))
+	}
+
+	env := podpolicy.Env{Namespace: ns, Version: m.Version}
+	var warnings []string
+	if ip, err := m.ClusterDNS.IP(ctx); err == nil {
+		env.ClusterDNS = ip
+	} else if m.Config.DNS.Search.Scrub {
+		log.V(1).Info("Cluster DNS IP unknown", "err", err.Error())
+	}
+
+	result := podpolicy.Mutate(pod, env, m.Config)
+	warnings = append(warnings, result.Warnings...)
+	if result.Skipped != "" {
+		podSkips.WithLabelValues(result.Skipped.Label()).Inc()
+		log.V(1).Info("Pod skipped", "reason", string(result.Skipped))
+		resp := admission.Allowed(string(result.Skipped))
+		resp.Warnings = warnings
+		return resp
+	}
+	if len(result.Applied) == 0 {
+		resp := admission.Allowed("nothing to change")
+		resp.Warnings = warnings
+		return resp
+	}
+	mutated, err := json.Marshal(result.Pod)
+	if err != nil {
+		webhookErrors.WithLabelValues("pod", "encode").Inc()
+		log.Error(err, "Admitting pod unchanged: encoding the mutated pod failed")
+		return admitWithWarning(fmt.Sprintf("netguard: pod admitted unchanged: %v", err))
+	}
+	resp := admission.PatchResponseFromRaw(req.Object.Raw, mutated)
+	if !resp.Allowed {
+		// The patch could not be computed; fail open.
+		webhookErrors.WithLabelValues("pod", "patch").Inc()
+		log.Error(nil, "Admitting pod unchanged: computing the patch failed", "status", resp.Result)
+		return admitWithWarning("netguard: pod admitted unchanged: could not compute the patch")
+	}
+	for _, p := range result.Applied {
+		podMutations.WithLabelValues(p).Inc()
+	}
+	resp.Warnings = warnings
+	log.Info("Pod mutated", "applied", result.Applied, "dryRun", req.DryRun != nil && *req.DryRun)
+	return resp
+}
+
+func (m *PodMutator) namespace(ctx context.Context, name string) (podpolicy.NamespaceInfo, error) {
+	var ns corev1.Namespace
+	if err := m.Reader.Get(ctx, types.NamespacedName{Name: name}, &ns); err != nil {
+		return podpolicy.NamespaceInfo{}, fmt.Errorf("reading namespace %q: %w", name, err)
+	}
+	return podpolicy.NamespaceInfo{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}, nil
+}
+
+func admitWithWarning(msg string) admission.Response {
+	resp := admission.Allowed("")
+	resp.Warnings = []string{msg}
+	return resp
+}

@@ -1,0 +1,141 @@
+package serviceguard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/policies/selectorguard"
+)
+
+// injectLabel on a Namespace opts it in ("enabled") or, in cluster-wide
+// mode, out ("disabled").
+const injectLabel = "netguard.io/inject"
+
+// errNotSynced answers reviews that arrive before the cluster view has
+// synced: judging a selector against half a cache could deny a good
+// Service. The webhook's failurePolicy decides what the API server does.
+var errNotSynced = errors.New("netguard service guard: the cluster view has not synced yet")
+
+// ServiceHandler reviews Services at CREATE and UPDATE
+// (/validate-v1-service). It decodes the request, reads the namespace's
+// settings and workloads from the view, and leaves the judgement to
+// selectorguard.Check and selectorguard.Decide.
+type ServiceHandler struct {
+	view    *ClusterView
+	cfg     *config.Config
+	synced  func() bool
+	decoder admission.Decoder
+}
+
+var _ admission.Handler = (*ServiceHandler)(nil)
+
+// NewServiceHandler returns the Service handler. synced reports whether the
+// informers behind view have synced.
+func NewServiceHandler(view *ClusterView, cfg *config.Config, synced func() bool) *ServiceHandler {
+	return &ServiceHandler{view: view, cfg: cfg, synced: synced, decoder: admission.NewDecoder(clientgoscheme.Scheme)}
+}
+
+// Handle implements admission.Handler.
+func (h *ServiceHandler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	log := logf.FromContext(ctx)
+	if req.Kind.Group != "" || req.Kind.Kind != "Service" || req.SubResource != "" {
+		reviewsTotal.WithLabelValues(resultSkipped).Inc()
+		return admission.Allowed("not a Service")
+	}
+	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+		reviewsTotal.WithLabelValues(resultSkipped).Inc()
+		return admission.Allowed("only CREATE and UPDATE are reviewed")
+	}
+
+	svc := &corev1.Service{}
+	if err := h.decoder.DecodeRaw(req.Object, svc); err != nil {
+		reviewsTotal.WithLabelValues(resultErrored).Inc()
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding Service: %w", err))
+	}
+	// The object of a CREATE may leave its namespace to the request.
+	if svc.Namespace == "" {
+		svc.Namespace = req.Namespace
+	}
+	var old *corev1.Service
+	if req.Operation == admissionv1.Update {
+		old = &corev1.Service{}
+		if err := h.decoder.DecodeRaw(req.OldObject, old); err != nil {
+			reviewsTotal.WithLabelValues(resultErrored).Inc()
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding old Service: %w", err))
+		}
+	}
+
+	if reason, skip := selectorguard.Skip(svc, old); skip {
+		reviewsTotal.WithLabelValues(resultSkipped).Inc()
+		return admission.Allowed(string(reason))
+	}
+	if !h.synced() {
+		reviewsTotal.WithLabelValues(resultErrored).Inc()
+		return admission.Errored(http.StatusServiceUnavailable, errNotSynced)
+	}
+	ns, _ := h.view.Namespace(svc.Namespace)
+	if !namespaceSelected(h.cfg.Namespaces, svc.Namespace, ns) {
+		reviewsTotal.WithLabelValues(resultSkipped).Inc()
+		return admission.Allowed("namespace not selected")
+	}
+
+	var nsAnnotations map[string]string
+	if ns != nil {
+		nsAnnotations = ns.Annotations
+	}
+	mode, err := selectorguard.ModeFor(h.cfg.ServiceGuard.Mode, nsAnnotations)
+	if err != nil {
+		log.Error(err, "ignoring the namespace's service guard mode")
+	}
+
+	findings := selectorguard.Check(svc, old, h.view)
+	d := selectorguard.Decide(findings, mode, svc)
+	for _, o := range d.Outcomes {
+		findingsTotal.WithLabelValues(string(o.Finding.Rule), string(o.Action)).Inc()
+		log.Info("service selector finding", "rule", o.Finding.Rule, "action", o.Action, "mode", mode,
+			"workload", o.Finding.Workload, "matched", o.Finding.Matched, "total", o.Finding.Total,
+			"message", o.Finding.Message, "dryRun", req.DryRun != nil && *req.DryRun)
+	}
+	if d.Overridden {
+		log.Info("service admitted by override annotation", "annotation", selectorguard.AllowSubsetAnnotation, "reason", d.OverrideReason)
+	}
+	if !d.Allowed {
+		reviewsTotal.WithLabelValues(resultDenied).Inc()
+		status := d.Err.Status()
+		return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{
+			Allowed:  false,
+			Result:   &status,
+			Warnings: d.Warnings,
+		}}
+	}
+	reviewsTotal.WithLabelValues(resultAllowed).Inc()
+	return admission.Allowed("").WithWarnings(d.Warnings...)
+}
+
+// namespaceSelected applies the namespace selection of the settings: the
+// excluded namespaces never, opt-in namespaces in opt-in mode, every
+// namespace not opted out in cluster-wide mode. The webhook configuration's
+// namespaceSelector should already have filtered; this guards against a
+// configuration that does not.
+func namespaceSelected(n config.NamespacesConfig, name string, ns *corev1.Namespace) bool {
+	if n.Excluded(name) {
+		return false
+	}
+	var label string
+	if ns != nil {
+		label = ns.Labels[injectLabel]
+	}
+	if n.Mode == config.NamespaceModeClusterWide {
+		return label != "disabled"
+	}
+	return label == "enabled"
+}

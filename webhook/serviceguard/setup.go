@@ -1,0 +1,237 @@
+// Package serviceguard serves the Service selector guard: a lean informer
+// cache of the cluster's workloads and pods (the ClusterView), the
+// admission handler for Services, and the handler that warns about workload
+// updates. The rules themselves live in policies/selectorguard.
+package serviceguard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/netguard-io/netguard/config"
+)
+
+// Paths the handlers are served at.
+const (
+	// ServicePath is the ValidatingWebhookConfiguration path for Services
+	// (CREATE, UPDATE).
+	ServicePath = "/validate-v1-service"
+	// WorkloadPath is the ValidatingWebhookConfiguration path for
+	// apps/v1 Deployments, StatefulSets and DaemonSets (UPDATE).
+	WorkloadPath = "/validate-apps-v1-workload"
+)
+
+// ReadyzName is the name of the readiness check Setup adds.
+const ReadyzName = "serviceguard-cache"
+
+// Guard is the Service selector guard wired into a manager.
+type Guard struct {
+	cache     cache.Cache
+	view      *ClusterView
+	informers []cache.Informer
+	rollouts  bool
+	disabled  bool
+}
+
+// Setup wires the guard into mgr: it builds a cache of its own for Pods,
+// ReplicaSets, Deployments, StatefulSets, DaemonSets, Namespaces, Services
+// and, when the CRD exists and netguard may list them, Argo Rollouts, each
+// through its Transform and with the indexes the view needs; it registers
+// the handlers at ServicePath and WorkloadPath on mgr's webhook server,
+// adds the cache to mgr (started on every replica, without leader
+// election) and adds the readiness check ReadyzName, which fails until the
+// cache has synced.
+//
+// The cache is separate from mgr's so that its lean Pods (labels, owner,
+// phase and little else) never reach other readers of mgr's client.
+//
+// With the guard disabled in cfg, Setup registers handlers that admit
+// everything and starts no informer.
+func Setup(mgr manager.Manager, cfg *config.Config) (*Guard, error) {
+	ctx := context.Background()
+	log := mgr.GetLogger().WithName("serviceguard")
+	srv := mgr.GetWebhookServer()
+	if !cfg.ServiceGuard.Enabled {
+		off := admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
+			return admission.Allowed("service guard disabled")
+		})
+		srv.Register(ServicePath, &webhook.Admission{Handler: off})
+		srv.Register(WorkloadPath, &webhook.Admission{Handler: off})
+		return &Guard{disabled: true}, nil
+	}
+
+	rollouts, err := rolloutsAvailable(ctx, mgr, log)
+	if err != nil {
+		return nil, err
+	}
+	if !rollouts {
+		log.Info("not watching Argo Rollouts: the CRD is not installed or netguard may not list them")
+	}
+
+	byObject := map[client.Object]cache.ByObject{
+		&corev1.Pod{}:         {Transform: TransformPod},
+		&appsv1.ReplicaSet{}:  {Transform: TransformReplicaSet},
+		&appsv1.Deployment{}:  {Transform: TransformDeployment},
+		&appsv1.StatefulSet{}: {Transform: TransformStatefulSet},
+		&appsv1.DaemonSet{}:   {Transform: TransformDaemonSet},
+		&corev1.Namespace{}:   {Transform: TransformNamespace},
+		&corev1.Service{}:     {Transform: TransformService},
+	}
+	rollout := &unstructured.Unstructured{}
+	rollout.SetGroupVersionKind(RolloutGVK)
+	if rollouts {
+		byObject[rollout] = cache.ByObject{Transform: TransformRollout}
+	}
+	for obj, o := range byObject {
+		// The view reads the stores and never modifies what it reads.
+		o.UnsafeDisableDeepCopy = ptr.To(true)
+		byObject[obj] = o
+	}
+	c, err := cache.New(mgr.GetConfig(), cache.Options{
+		HTTPClient:                  mgr.GetHTTPClient(),
+		Scheme:                      clientgoscheme.Scheme,
+		Mapper:                      mgr.GetRESTMapper(),
+		ByObject:                    byObject,
+		ReaderFailOnMissingInformer: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating the service guard cache: %w", err)
+	}
+
+	g := &Guard{cache: c, rollouts: rollouts}
+	store := func(obj client.Object, indexers toolscache.Indexers) (toolscache.Indexer, error) {
+		inf, err := c.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			return nil, fmt.Errorf("informer for %T: %w", obj, err)
+		}
+		if len(indexers) > 0 {
+			if err := inf.AddIndexers(indexers); err != nil {
+				return nil, fmt.Errorf("indexes for %T: %w", obj, err)
+			}
+		}
+		si, ok := inf.(interface{ GetIndexer() toolscache.Indexer })
+		if !ok {
+			return nil, fmt.Errorf("informer for %T has no indexer", obj)
+		}
+		g.informers = append(g.informers, inf)
+		return si.GetIndexer(), nil
+	}
+	var s Stores
+	for _, x := range []struct {
+		into     *toolscache.Indexer
+		obj      client.Object
+		indexers toolscache.Indexers
+	}{
+		{&s.Pods, &corev1.Pod{}, PodIndexers()},
+		{&s.ReplicaSets, &appsv1.ReplicaSet{}, ReplicaSetIndexers()},
+		{&s.Deployments, &appsv1.Deployment{}, nil},
+		{&s.StatefulSets, &appsv1.StatefulSet{}, nil},
+		{&s.DaemonSets, &appsv1.DaemonSet{}, nil},
+		{&s.Namespaces, &corev1.Namespace{}, nil},
+		{&s.Services, &corev1.Service{}, nil},
+	} {
+		if *x.into, err = store(x.obj, x.indexers); err != nil {
+			return nil, err
+		}
+	}
+	if rollouts {
+		if s.Rollouts, err = store(rollout, nil); err != nil {
+			return nil, err
+		}
+	}
+	g.view = NewClusterView(s)
+
+	srv.Register(ServicePath, &webhook.Admission{Handler: NewServiceHandler(g.view, cfg, g.Synced)})
+	srv.Register(WorkloadPath, &webhook.Admission{Handler: NewWorkloadHandler(g.view, cfg, g.Synced)})
+	if err := mgr.Add(cacheRunnable{c}); err != nil {
+		return nil, fmt.Errorf("adding the service guard cache: %w", err)
+	}
+	if err := mgr.AddReadyzCheck(ReadyzName, g.Ready); err != nil {
+		return nil, fmt.Errorf("adding the service guard readiness check: %w", err)
+	}
+	return g, nil
+}
+
+// rolloutsAvailable reports whether Argo Rollouts' CRD is installed and
+// netguard may list Rollouts. A forbidden list is not an error: the guard
+// then works without Rollouts rather than never becoming ready.
+func rolloutsAvailable(ctx context.Context, mgr manager.Manager, log logr.Logger) (bool, error) {
+	if _, err := mgr.GetRESTMapper().RESTMapping(RolloutGVK.GroupKind(), RolloutGVK.Version); err != nil {
+		if meta.IsNoMatchError(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("looking up %s: %w", RolloutGVK.GroupKind(), err)
+	}
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(RolloutGVK.GroupVersion().WithKind(RolloutGVK.Kind + "List"))
+	if err := mgr.GetAPIReader().List(ctx, list, client.Limit(1)); err != nil {
+		if apierrors.IsForbidden(err) {
+			log.Error(err, "netguard may not list Argo Rollouts; Rollouts are not watched")
+			return false, nil
+		}
+		return false, fmt.Errorf("listing %s: %w", RolloutGVK.GroupKind(), err)
+	}
+	return true, nil
+}
+
+// cacheRunnable runs the guard's cache on every replica: every replica
+// serves admission reviews.
+type cacheRunnable struct{ cache cache.Cache }
+
+func (r cacheRunnable) Start(ctx context.Context) error { return r.cache.Start(ctx) }
+
+// NeedLeaderElection implements manager.LeaderElectionRunnable.
+func (cacheRunnable) NeedLeaderElection() bool { return false }
+
+// View is the guard's view of the cluster (nil when disabled).
+func (g *Guard) View() *ClusterView { return g.view }
+
+// WatchesRollouts reports whether Argo Rollouts are part of the view.
+func (g *Guard) WatchesRollouts() bool { return g.rollouts }
+
+// Synced reports whether every informer of the view has synced.
+func (g *Guard) Synced() bool {
+	if g.disabled {
+		return true
+	}
+	for _, inf := range g.informers {
+		if !inf.HasSynced() {
+			return false
+		}
+	}
+	return true
+}
+
+// WaitForSync blocks until the view has synced or ctx ends, and reports
+// whether it synced.
+func (g *Guard) WaitForSync(ctx context.Context) bool {
+	if g.disabled {
+		return true
+	}
+	return g.cache.WaitForCacheSync(ctx)
+}
+
+// Ready is a healthz.Checker that fails until the view has synced.
+func (g *Guard) Ready(_ *http.Request) error {
+	if !g.Synced() {
+		return errors.New("service guard cache not synced")
+	}
+	return nil
+}
