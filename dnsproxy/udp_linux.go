@@ -479,8 +479,10 @@ func dialUDP(up *rawUpstream, msg []byte) (int, syscall.Errno) {
 		return -1, e
 	}
 	fd := int(r)
-	if _, _, e = syscall.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg)), 0, uintptr(unsafe.Pointer(&up.sa)), uintptr(up.salen)); e == 0 {
-		return fd, 0
+	if _, _, e = syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&up.sa)), uintptr(up.salen)); e == 0 {
+		if _, _, e = syscall.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg))); e == 0 {
+			return fd, 0
+		}
 	}
 	_, _, _ = syscall.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
 	return -1, e

@@ -118,7 +118,7 @@ func fuzzCase(data []byte) (*corev1.Pod, Env, *config.Config) {
 		if b.intn(4) == 0 {
 			c.Ports = []corev1.ContainerPort{{ContainerPort: pick[int32](&b, 80, 53, 8053, 9153)}}
 		}
-		if b.intn(6) == 0 {
+		if i == 0 && b.intn(6) == 0 {
 			c.Name = "istio-proxy"
 			c.Env = []corev1.EnvVar{{Name: istioDNSCaptureEnv, Value: pick(&b, "true", "false")}}
 		}

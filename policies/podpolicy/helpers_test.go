@@ -109,11 +109,6 @@ func apiProblems(pod *corev1.Pod) []string {
 			}
 		}
 	}
-	if v, ok := pod.Annotations[AnnotationStatus]; ok {
-		if _, err := ParseStatus(v); err != nil {
-			p = append(p, err.Error())
-		}
-	}
 	return p
 }
 
@@ -152,6 +147,11 @@ func checkOutput(t *testing.T, in *corev1.Pod, env Env, cfg *config.Config, res 
 	if len(restrictedProblems(in)) == 0 {
 		if p := restrictedProblems(res.Pod); len(p) > 0 {
 			t.Errorf("input meets Pod Security restricted, output does not: %v", p)
+		}
+	}
+	if v := res.Pod.Annotations[AnnotationStatus]; v != in.Annotations[AnnotationStatus] {
+		if _, err := ParseStatus(v); err != nil {
+			t.Errorf("netguard wrote a bad status: %v", err)
 		}
 	}
 	// netguard never adds an option the pod already has.

@@ -126,4 +126,3 @@ func createOrReplace(ctx context.Context, c client.Client, obj client.Object) er
 	}
 	return err
 }
-

@@ -1,0 +1,314 @@
+package serviceguard
+
+import (
+	"cmp"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"unsafe"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	toolscache "k8s.io/client-go/tools/cache"
+
+	"github.com/netguard-io/netguard/policies/selectorguard"
+)
+
+// summary renders workloads as "Kind name template=REV pods=REV:N,REV:N".
+func summary(ws []selectorguard.Workload) []string {
+	var out []string
+	for _, w := range ws {
+		counts := map[string]int{}
+		for _, p := range w.Pods {
+			counts[p.Revision]++
+		}
+		var revs []string
+		for r, n := range counts {
+			revs = append(revs, fmt.Sprintf("%s:%d", r, n))
+		}
+		slices.Sort(revs)
+		out = append(out, fmt.Sprintf("%s %s template=%s(%v) pods=%s", w.Kind, w.Name, w.TemplateRevision, w.TemplateLabels != nil, strings.Join(revs, ",")))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestClusterViewWorkloads(t *testing.T) {
+	app := map[string]string{"app": "distributor"}
+	ring := with(app, "gossip_ring_member", "true")
+	tests := map[string]struct {
+		build     func(c *cluster)
+		selectors []map[string]string
+		want      []string
+	}{
+		"Deployment mid-rollout, found through its new pods": {
+			build:     (*cluster).incident,
+			selectors: []map[string]string{ring},
+			want:      []string{"Deployment distributor template=7d9f8c(true) pods=5b6c4d:124,7d9f8c:16"},
+		},
+		"Deployment found through its template only": {
+			build: func(c *cluster) {
+				d := c.deployment("loki", "distributor", ring)
+				c.replicaSet(d, 1, "5b6c4d", 140, app)
+			},
+			selectors: []map[string]string{ring},
+			// The newest ReplicaSet's labels are not the template's: the
+			// template's revision does not exist yet.
+			want: []string{"Deployment distributor template=(true) pods=5b6c4d:140"},
+		},
+		"old and new selector together": {
+			build:     (*cluster).incident,
+			selectors: []map[string]string{ring, app},
+			want:      []string{"Deployment distributor template=7d9f8c(true) pods=5b6c4d:124,7d9f8c:16"},
+		},
+		"other namespaces and other apps are left out": {
+			build: func(c *cluster) {
+				c.incident()
+				d := c.deployment("mimir", "distributor", ring)
+				c.replicaSet(d, 1, "aaaaaa", 3, ring)
+				o := c.deployment("loki", "querier", map[string]string{"app": "querier"})
+				c.replicaSet(o, 1, "bbbbbb", 3, map[string]string{"app": "querier"})
+			},
+			selectors: []map[string]string{ring},
+			want:      []string{"Deployment distributor template=7d9f8c(true) pods=5b6c4d:124,7d9f8c:16"},
+		},
+		"StatefulSet revisions lose the name prefix": {
+			build: func(c *cluster) {
+				s := c.statefulSet("loki", "ingester", ring, "b2")
+				c.statefulSetPod(s, 0, "a1", app)
+				c.statefulSetPod(s, 1, "a1", app)
+				c.statefulSetPod(s, 2, "b2", ring)
+			},
+			selectors: []map[string]string{app},
+			want:      []string{"StatefulSet ingester template=b2(true) pods=a1:2,b2:1"},
+		},
+		"DaemonSet": {
+			build: func(c *cluster) {
+				d := c.daemonSet("loki", "promtail", ring)
+				c.pods("loki", "promtail-x", 2, with(app, "controller-revision-hash", "5f7b9c"), ownedBy("apps/v1", "DaemonSet", "promtail", d.UID))
+				c.pods("loki", "promtail-y", 1, with(ring, "controller-revision-hash", "6a8c0d"), ownedBy("apps/v1", "DaemonSet", "promtail", d.UID))
+			},
+			selectors: []map[string]string{ring},
+			want:      []string{"DaemonSet promtail template=(true) pods=5f7b9c:2,6a8c0d:1"},
+		},
+		"Argo Rollout through its ReplicaSets": {
+			build: func(c *cluster) {
+				c.rollout("loki", "distributor", ring, "ccc", map[string]int{"aaa": 5, "ccc": 2}, app)
+			},
+			selectors: []map[string]string{app},
+			want:      []string{"Rollout distributor template=ccc(true) pods=aaa:5,ccc:2"},
+		},
+		"Job, bare ReplicaSet and standalone pods": {
+			build: func(c *cluster) {
+				c.job("loki", "migrate", 2, app)
+				rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "loki", Name: "bare", UID: c.nextUID()}}
+				c.add(c.stores.ReplicaSets, TransformReplicaSet, rs)
+				c.pods("loki", "bare", 1, app, ownedBy("apps/v1", "ReplicaSet", "bare", rs.UID))
+				c.pods("loki", "debug", 3, app, nil)
+			},
+			selectors: []map[string]string{app},
+			want: []string{
+				"Job migrate template=(false) pods=:2",
+				"Pod  template=(false) pods=:3",
+				"ReplicaSet bare template=(false) pods=:1",
+			},
+		},
+		"selector only on unindexed keys scans the namespace": {
+			build:     (*cluster).incident,
+			selectors: []map[string]string{{"pod-template-hash": "7d9f8c"}},
+			want:      []string{"Deployment distributor template=7d9f8c(true) pods=5b6c4d:124,7d9f8c:16"},
+		},
+		"nothing matches": {
+			build:     (*cluster).incident,
+			selectors: []map[string]string{{"app": "typo"}},
+		},
+		"empty selector matches nothing": {
+			build:     (*cluster).incident,
+			selectors: []map[string]string{{}},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := newCluster(t)
+			tc.build(c)
+			got := summary(c.view().Workloads("loki", tc.selectors...))
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("Workloads =\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
+			}
+		})
+	}
+}
+
+func TestClusterViewPodState(t *testing.T) {
+	c := newCluster(t)
+	d := c.deployment("loki", "distributor", map[string]string{"app": "distributor"})
+	rs := c.replicaSet(d, 1, "5b6c4d", 1, map[string]string{"app": "distributor"})
+	owners := ownedBy("apps/v1", "ReplicaSet", rs.Name, rs.UID)
+	terminating := fullPod("loki", "terminating", c.nextUID(), rs.Spec.Template.Labels, owners)
+	terminating.DeletionTimestamp = &metav1.Time{}
+	evicted := fullPod("loki", "evicted", c.nextUID(), rs.Spec.Template.Labels, owners)
+	evicted.Status.Phase = corev1.PodFailed
+	c.add(c.stores.Pods, TransformPod, terminating)
+	c.add(c.stores.Pods, TransformPod, evicted)
+
+	ws := c.view().Workloads("loki", map[string]string{"app": "distributor"})
+	if len(ws) != 1 {
+		t.Fatalf("workloads = %v", summary(ws))
+	}
+	state := map[string]string{}
+	for _, p := range ws[0].Pods {
+		state[p.Name] = fmt.Sprintf("terminating=%v finished=%v live=%v", p.Terminating, p.Finished, p.Live())
+	}
+	want := map[string]string{
+		rs.Name + "-0": "terminating=false finished=false live=true",
+		"terminating":  "terminating=true finished=false live=false",
+		"evicted":      "terminating=false finished=true live=false",
+	}
+	for name, s := range want {
+		if state[name] != s {
+			t.Errorf("pod %s: %s, want %s", name, state[name], s)
+		}
+	}
+}
+
+func TestClusterViewLookups(t *testing.T) {
+	c := newCluster(t)
+	c.namespace("loki", map[string]string{"netguard.io/inject": "enabled"}, map[string]string{"netguard.io/service-guard": "warn", "other": "x"})
+	c.service("loki", "b", map[string]string{"app": "b"})
+	c.service("loki", "a", map[string]string{"app": "a"})
+	c.service("mimir", "c", map[string]string{"app": "c"})
+	v := c.view()
+	ns, ok := v.Namespace("loki")
+	if !ok || ns.Labels["netguard.io/inject"] != "enabled" || ns.Annotations["netguard.io/service-guard"] != "warn" {
+		t.Errorf("Namespace(loki) = %+v, %v", ns, ok)
+	}
+	if _, ok := ns.Annotations["other"]; ok {
+		t.Error("non-netguard annotation kept on a cached Namespace")
+	}
+	if _, ok := v.Namespace("absent"); ok {
+		t.Error("Namespace(absent) found")
+	}
+	var names []string
+	for _, s := range v.Services("loki") {
+		names = append(names, s.Name)
+	}
+	slices.Sort(names)
+	if !slices.Equal(names, []string{"a", "b"}) {
+		t.Errorf("Services(loki) = %v", names)
+	}
+}
+
+func TestTransformPod(t *testing.T) {
+	owners := ownedBy("apps/v1", "ReplicaSet", "distributor-5b6c4d", "rs-uid")
+	owners = append(owners, metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: "not-a-controller"})
+	in := fullPod("loki", "distributor-5b6c4d-x", "pod-uid", map[string]string{"app": "distributor", "pod-template-hash": "5b6c4d"}, owners)
+	in.DeletionTimestamp = &metav1.Time{}
+	in.Status.Phase = corev1.PodPending
+	out, err := TransformPod(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := out.(*corev1.Pod)
+	want := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: "loki", Name: "distributor-5b6c4d-x", ResourceVersion: "12345",
+			Labels:            map[string]string{"app": "distributor", "pod-template-hash": "5b6c4d"},
+			OwnerReferences:   ownedBy("apps/v1", "ReplicaSet", "distributor-5b6c4d", "rs-uid"),
+			DeletionTimestamp: &metav1.Time{},
+		},
+		Status: corev1.PodStatus{Phase: corev1.PodPending},
+	}
+	want.OwnerReferences[0].BlockOwnerDeletion = nil
+	if diff := cmpObjects(p, want); diff != "" {
+		t.Errorf("lean pod differs: %s", diff)
+	}
+	again, _ := TransformPod(p)
+	if diff := cmpObjects(again.(*corev1.Pod), p); diff != "" {
+		t.Errorf("TransformPod is not idempotent: %s", diff)
+	}
+	tomb := toolscache.DeletedFinalStateUnknown{Key: "loki/x", Obj: in}
+	if got, _ := TransformPod(tomb); got != any(tomb) {
+		t.Error("a tombstone was transformed")
+	}
+}
+
+func cmpObjects(got, want *corev1.Pod) string {
+	if !reflect.DeepEqual(got, want) {
+		return fmt.Sprintf("\n got %+v\nwant %+v", got.ObjectMeta, want.ObjectMeta)
+	}
+	return ""
+}
+
+// TestTransformInterns checks that pods of one workload share their label
+// strings, which is most of the saving per pod beyond dropping the spec.
+func TestTransformInterns(t *testing.T) {
+	a, _ := TransformPod(fullPod(strings.Clone("loki"), "a", "1", map[string]string{strings.Clone("app"): strings.Clone("distributor")}, nil))
+	b, _ := TransformPod(fullPod(strings.Clone("loki"), "b", "2", map[string]string{strings.Clone("app"): strings.Clone("distributor")}, nil))
+	pa, pb := a.(*corev1.Pod), b.(*corev1.Pod)
+	if unsafe.StringData(pa.Labels["app"]) != unsafe.StringData(pb.Labels["app"]) {
+		t.Error("label values are not shared")
+	}
+	if unsafe.StringData(pa.Namespace) != unsafe.StringData(pb.Namespace) {
+		t.Error("namespaces are not shared")
+	}
+}
+
+func TestTransformWorkloads(t *testing.T) {
+	tmpl := corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "x"}, Annotations: map[string]string{"big": strings.Repeat("x", 1000)}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "img"}}},
+	}
+	meta := metav1.ObjectMeta{Namespace: "loki", Name: "x", UID: "u", Generation: 4, Annotations: map[string]string{"deployment.kubernetes.io/revision": "7", "kubectl.kubernetes.io/last-applied-configuration": "{}"}}
+	rsOut, _ := TransformReplicaSet(&appsv1.ReplicaSet{ObjectMeta: meta, Spec: appsv1.ReplicaSetSpec{Template: tmpl}})
+	rs := rsOut.(*appsv1.ReplicaSet)
+	if rs.Annotations["deployment.kubernetes.io/revision"] != "7" || len(rs.Annotations) != 1 || rs.Spec.Template.Labels["app"] != "x" || len(rs.Spec.Template.Spec.Containers) != 0 || rs.Spec.Template.Annotations != nil {
+		t.Errorf("lean ReplicaSet = %+v", rs)
+	}
+	dOut, _ := TransformDeployment(&appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{Template: tmpl}, Status: appsv1.DeploymentStatus{ObservedGeneration: 4, Replicas: 3}})
+	d := dOut.(*appsv1.Deployment)
+	if d.Generation != 4 || d.Status.ObservedGeneration != 4 || d.Annotations != nil || len(d.Spec.Template.Spec.Containers) != 0 || d.Spec.Template.Labels["app"] != "x" {
+		t.Errorf("lean Deployment = %+v", d)
+	}
+	sOut, _ := TransformStatefulSet(&appsv1.StatefulSet{ObjectMeta: meta, Spec: appsv1.StatefulSetSpec{Template: tmpl}, Status: appsv1.StatefulSetStatus{UpdateRevision: "x-b", CurrentRevision: "x-a"}})
+	if s := sOut.(*appsv1.StatefulSet); s.Status.UpdateRevision != "x-b" || s.Status.CurrentRevision != "x-a" || len(s.Spec.Template.Spec.Containers) != 0 {
+		t.Errorf("lean StatefulSet = %+v", s)
+	}
+	r := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+		"metadata": map[string]any{"name": "x", "namespace": "loki", "uid": "u", "annotations": map[string]any{"a": "b"}},
+		"spec": map[string]any{
+			"template":    map[string]any{"metadata": map[string]any{"labels": map[string]any{"app": "x"}}, "spec": map[string]any{"containers": []any{}}},
+			"workloadRef": map[string]any{"kind": "Deployment", "name": "x"},
+			"strategy":    map[string]any{"canary": map[string]any{}},
+		},
+		"status": map[string]any{"currentPodHash": "abc", "conditions": []any{}},
+	}}
+	rOut, _ := TransformRollout(r)
+	lean := rOut.(*unstructured.Unstructured)
+	if got, _, _ := unstructured.NestedString(lean.Object, "status", "currentPodHash"); got != "abc" {
+		t.Errorf("currentPodHash = %q", got)
+	}
+	if _, found, _ := unstructured.NestedFieldNoCopy(lean.Object, "spec", "strategy"); found {
+		t.Error("spec.strategy kept")
+	}
+	if _, found, _ := unstructured.NestedFieldNoCopy(lean.Object, "spec", "template", "spec"); found {
+		t.Error("spec.template.spec kept")
+	}
+	if lean.GetAnnotations() != nil || lean.GetName() != "x" || lean.GroupVersionKind() != RolloutGVK {
+		t.Errorf("lean Rollout = %v", lean.Object)
+	}
+	keys := slices.SortedFunc(func(yield func(string) bool) {
+		for k := range lean.Object {
+			if !yield(k) {
+				return
+			}
+		}
+	}, cmp.Compare[string])
+	if !slices.Equal(keys, []string{"apiVersion", "kind", "metadata", "spec", "status"}) {
+		t.Errorf("lean Rollout keys = %v", keys)
+	}
+}
