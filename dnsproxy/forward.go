@@ -99,7 +99,9 @@ func (p *Proxy) forward(msg []byte, q *query, proto int, b *[]byte) ([]byte, *[]
 		if proto == protoTCP {
 			n, err = exchangeTCP(up.addr, msg, q, id, *b, deadline)
 		} else {
-			n, err = exchangeUDP(up.addr, msg, q, id, (*b)[:q.udpSize+1], deadline)
+			var ignored int
+			n, ignored, err = exchangeUDP(up.addr, msg, q, id, (*b)[:q.udpSize+1], deadline)
+			up.errs[reasonBadReply].Add(float64(ignored))
 			if errors.Is(err, errTruncated) {
 				var reply []byte
 				reply, b = p.retryOverTCP(up, msg, q, id, b, n, overall)

@@ -5,15 +5,14 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // udpPaths are the two ways the proxy serves UDP; tests that exercise the
@@ -238,6 +237,20 @@ func (tp *testProxy) counter(t *testing.T, name string, labels ...string) float6
 	return 0
 }
 
+// wantCounter waits (boundedly: replies are sent before they are counted)
+// for a metric to reach want, and fails the test if it does not.
+func (tp *testProxy) wantCounter(t *testing.T, want float64, name string, labels ...string) {
+	t.Helper()
+	var got float64
+	for range 100 {
+		if got = tp.counter(t, name, labels...); got == want {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Errorf("%s%v = %v, want %v", name, labels, got, want)
+}
+
 // exchange sends m to the proxy over network ("udp" or "tcp").
 func exchange(t *testing.T, network, addr string, m *dns.Msg) *dns.Msg {
 	t.Helper()
@@ -302,19 +315,5 @@ func distinct(ports []int) int {
 	return len(set)
 }
 
-// metricsText is the text exposition of reg, for failure messages.
-func metricsText(t *testing.T, reg *prometheus.Registry, names ...string) string {
-	t.Helper()
-	var b strings.Builder
-	for _, n := range names {
-		c, err := testutil.GatherAndCount(reg, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.WriteString(n)
-		b.WriteString(": ")
-		b.WriteString(strings.Repeat("*", c))
-		b.WriteString("\n")
-	}
-	return b.String()
-}
+
+func testLogger(t *testing.T) logr.Logger { return testr.NewWithOptions(t, testr.Options{Verbosity: 0}) }

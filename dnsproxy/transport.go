@@ -20,32 +20,34 @@ import (
 // exchangeUDP sends msg (whose ID is already the upstream ID id) to up from
 // a fresh UDP socket and reads replies into buf until one answers the
 // query or deadline passes. Replies that do not match are ignored, as a
-// spoofed or late packet would be. It returns the reply length; a reply
-// that does not fit buf is reported as errTruncated, as is one with TC.
-func exchangeUDP(up netip.AddrPort, msg []byte, q *query, id uint16, buf []byte, deadline time.Time) (int, error) {
+// spoofed or late packet would be, and counted in ignored. It returns the
+// reply length; a reply that does not fit buf is reported as errTruncated,
+// as is one with TC.
+func exchangeUDP(up netip.AddrPort, msg []byte, q *query, id uint16, buf []byte, deadline time.Time) (n, ignored int, err error) {
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(up))
 	if err != nil {
-		return 0, classify(err)
+		return 0, 0, classify(err)
 	}
 	defer conn.Close()
 	if err := conn.SetDeadline(deadline); err != nil {
-		return 0, classify(err)
+		return 0, 0, classify(err)
 	}
 	if _, err := conn.Write(msg); err != nil {
-		return 0, classify(err)
+		return 0, 0, classify(err)
 	}
 	for {
 		n, err := conn.Read(buf)
 		if err != nil {
-			return 0, classify(err)
+			return 0, ignored, classify(err)
 		}
 		if !checkReply(msg, q, id, buf[:n]) {
+			ignored++
 			continue
 		}
 		if n == len(buf) || binary.BigEndian.Uint16(buf[2:])&flagTC != 0 {
-			return n, errTruncated
+			return n, ignored, errTruncated
 		}
-		return n, nil
+		return n, ignored, nil
 	}
 }
 

@@ -1,0 +1,114 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDefaultsAreValid(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	if cfg.DNS.Ndots != 2 || len(cfg.DNS.Options) != 1 || cfg.DNS.Options[0].Name != "single-request-reopen" {
+		t.Errorf("DNS defaults = %+v", cfg.DNS)
+	}
+	if !cfg.DNS.Search.Scrub || cfg.DNS.Search.ClusterDomain != "cluster.local" || cfg.DNS.Search.ClusterDNSService != "kube-system/kube-dns" {
+		t.Errorf("search defaults = %+v", cfg.DNS.Search)
+	}
+	if cfg.Namespaces.Mode != NamespaceModeOptIn || cfg.ServiceGuard.Mode != GuardModeEnforce || cfg.DNSProxy.Mode != DNSProxyModePort {
+		t.Errorf("mode defaults = %s %s %s", cfg.Namespaces.Mode, cfg.ServiceGuard.Mode, cfg.DNSProxy.Mode)
+	}
+}
+
+func TestParse(t *testing.T) {
+	tests := map[string]struct {
+		yaml    string
+		wantErr string // substring; empty means valid
+		check   func(*testing.T, *Config)
+	}{
+		"empty file keeps defaults": {yaml: "", check: func(t *testing.T, c *Config) {
+			if c.DNS.Ndots != 2 {
+				t.Errorf("ndots = %d", c.DNS.Ndots)
+			}
+		}},
+		"partial file keeps other defaults": {yaml: "dns:\n  ndots: 3\n", check: func(t *testing.T, c *Config) {
+			if c.DNS.Ndots != 3 || !c.DNS.Search.Scrub || len(c.DNS.Options) != 1 {
+				t.Errorf("got %+v", c.DNS)
+			}
+		}},
+		"a list replaces the default list": {yaml: "dns:\n  options:\n  - name: single-request\n  - name: timeout\n    value: \"2\"\n", check: func(t *testing.T, c *Config) {
+			if len(c.DNS.Options) != 2 || c.DNS.Options[0].Name != "single-request" || *c.DNS.Options[1].Value != "2" {
+				t.Errorf("options = %+v", c.DNS.Options)
+			}
+		}},
+		"cluster-wide with exclusions": {yaml: "namespaces:\n  mode: cluster-wide\n  exclude: [monitoring]\n", check: func(t *testing.T, c *Config) {
+			if !c.Namespaces.Excluded("monitoring") || !c.Namespaces.Excluded("kube-system") || c.Namespaces.Excluded("team") {
+				t.Errorf("exclusions wrong: %+v", c.Namespaces)
+			}
+		}},
+		"unknown field names its path":   {yaml: "dns:\n  ndot: 3\n", wantErr: `unknown field "dns.ndot"`},
+		"duplicate field":                {yaml: "dns:\n  ndots: 3\n  ndots: 4\n", wantErr: "ndots"},
+		"ndots zero":                     {yaml: "dns:\n  ndots: 0\n", wantErr: "dns.ndots: Invalid value: 0: must be 1..15"},
+		"ndots too large":                {yaml: "dns:\n  ndots: 16\n", wantErr: "dns.ndots"},
+		"wrong type":                     {yaml: "dns:\n  ndots: two\n", wantErr: "ndots"},
+		"ndots as an option":             {yaml: "dns:\n  options:\n  - name: ndots\n", wantErr: "dns.options[0].name"},
+		"duplicate option":               {yaml: "dns:\n  options:\n  - name: a\n  - name: a\n", wantErr: "dns.options[1].name: Duplicate value"},
+		"option with colon":              {yaml: "dns:\n  options:\n  - name: timeout:2\n", wantErr: "dns.options[0].name"},
+		"bad cluster DNS IP":             {yaml: "dns:\n  search:\n    clusterDNS: ten\n", wantErr: "dns.search.clusterDNS"},
+		"bad cluster domain":             {yaml: "dns:\n  search:\n    clusterDomain: Bad_Domain\n", wantErr: "dns.search.clusterDomain"},
+		"bad DNS service reference":      {yaml: "dns:\n  search:\n    clusterDNSService: kube-dns\n", wantErr: "dns.search.clusterDNSService"},
+		"bad allowed search domain":      {yaml: "dns:\n  search:\n    allowed: [\"a b\"]\n", wantErr: "dns.search.allowed[0]"},
+		"bad namespace mode":             {yaml: "namespaces:\n  mode: all\n", wantErr: `namespaces.mode: Unsupported value: "all"`},
+		"bad excluded namespace":         {yaml: "namespaces:\n  exclude: [Team]\n", wantErr: "namespaces.exclude[0]"},
+		"bad sidecar mode":               {yaml: "dnsProxy:\n  mode: socket\n", wantErr: "dnsProxy.mode"},
+		"sidecar image with tag pattern": {yaml: "dnsProxy:\n  images: [\"nginx:1.27\"]\n", wantErr: "dnsProxy.images[0]"},
+		"sidecar port out of range":      {yaml: "dnsProxy:\n  port: 70000\n", wantErr: "dnsProxy.port"},
+		"bad guard mode":                 {yaml: "serviceGuard:\n  mode: block\n", wantErr: "serviceGuard.mode"},
+		"not YAML":                       {yaml: "dns: [\n", wantErr: "not valid YAML"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tc.yaml))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if tc.check != nil {
+				tc.check(t, cfg)
+			}
+		})
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "netguard.yaml")
+	if err := os.WriteFile(path, []byte("dns:\n  ndots: 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(path)
+	if err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "dns.ndots") {
+		t.Fatalf("error = %v, want it to name %s and dns.ndots", err, path)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
+		t.Fatal("a missing file is not an error")
+	}
+}
+
+func TestSelfNamespaceFromEnvironment(t *testing.T) {
+	t.Setenv("POD_NAMESPACE", "platform-netguard")
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Namespaces.Excluded("platform-netguard") {
+		t.Errorf("own namespace from POD_NAMESPACE not excluded: %+v", cfg.Namespaces)
+	}
+}

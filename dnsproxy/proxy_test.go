@@ -1,0 +1,613 @@
+package dnsproxy
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+func TestForwardsAddressQueries(t *testing.T) {
+	tests := map[string]struct {
+		network string
+		qtype   uint16
+		want    string
+	}{
+		"A over UDP":     {network: "udp", qtype: dns.TypeA, want: "198.51.100.1"},
+		"AAAA over UDP":  {network: "udp", qtype: dns.TypeAAAA, want: "2001:db8::1"},
+		"A over TCP":     {network: "tcp", qtype: dns.TypeA, want: "198.51.100.1"},
+		"AAAA over TCP":  {network: "tcp", qtype: dns.TypeAAAA, want: "2001:db8::1"},
+		"MX (no answer)": {network: "udp", qtype: dns.TypeMX},
+	}
+	for path, portable := range udpPaths {
+		t.Run(path, func(t *testing.T) {
+			up := startUpstream(t, "127.0.0.2", nil)
+			p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}}, portable)
+			for name, tc := range tests {
+				t.Run(name, func(t *testing.T) {
+					q := question("svc.upstream.test", tc.qtype)
+					r := exchange(t, tc.network, p.addr, q)
+					if r.Id != q.Id || r.Rcode != dns.RcodeSuccess {
+						t.Fatalf("reply id %d rcode %s, want id %d NOERROR", r.Id, dns.RcodeToString[r.Rcode], q.Id)
+					}
+					if tc.want == "" {
+						if len(r.Answer) != 0 {
+							t.Fatalf("answer %v, want none", r.Answer)
+						}
+						return
+					}
+					if len(r.Answer) != 1 || !strings.HasSuffix(r.Answer[0].String(), tc.want) {
+						t.Fatalf("answer %v, want %s", r.Answer, tc.want)
+					}
+				})
+			}
+			p.wantCounter(t, 2, "netguard_dnsproxy_queries_total", "proto", "tcp")
+			p.wantCounter(t, float64(len(tests)), "netguard_dnsproxy_responses_total", "rcode", "NOERROR")
+		})
+	}
+}
+
+// TestEveryUpstreamQueryUsesANewSourcePort is the reason the forwarder
+// exists: a pooled socket would show one source port (or a few).
+// The kernel picks each ephemeral port at random, so two sockets opened
+// one after the other can get the same port by chance (about 7% for 64
+// queries over the default 28,000-port range); allowing two repeats keeps
+// the test deterministic while any reuse of sockets fails it.
+func TestEveryUpstreamQueryUsesANewSourcePort(t *testing.T) {
+	const n = 64
+	for path, portable := range udpPaths {
+		for _, network := range []string{"udp", "tcp"} {
+			t.Run(path+"/"+network, func(t *testing.T) {
+				up := startUpstream(t, "127.0.0.2", nil)
+				p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}}, portable)
+				c := &dns.Client{Net: network, Timeout: 5 * time.Second}
+				conn, err := c.Dial(p.addr) // one client socket, as nginx has
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				for i := range n {
+					if _, _, err := c.ExchangeWithConn(question("fresh.upstream.test", dns.TypeA), conn); err != nil {
+						t.Fatalf("query %d: %v", i, err)
+					}
+				}
+				ports, ids, _, nets := up.seen()
+				if len(ports) != n {
+					t.Fatalf("upstream saw %d queries, want %d", len(ports), n)
+				}
+				if got := distinct(ports); got < n-2 {
+					t.Fatalf("upstream saw %d distinct source ports over %d queries, want at least %d: %v", got, n, n-2, ports)
+				}
+				for _, net := range nets {
+					if net != network {
+						t.Fatalf("upstream saw a %s query for a %s client", net, network)
+					}
+				}
+				// The upstream ID is random, not the client's: the
+				// client's is fixed per query by dns.Client only by chance.
+				if distinct(idsToInts(ids)) < n/2 {
+					t.Errorf("upstream message IDs are not random: %v", ids)
+				}
+			})
+		}
+	}
+}
+
+func idsToInts(ids []uint16) []int {
+	out := make([]int, len(ids))
+	for i, id := range ids {
+		out[i] = int(id)
+	}
+	return out
+}
+
+func TestFailover(t *testing.T) {
+	for path, portable := range udpPaths {
+		t.Run(path, func(t *testing.T) {
+			t.Run("first upstream silent", func(t *testing.T) {
+				dead := startBlackhole(t, "127.0.0.2")
+				live := startUpstream(t, "127.0.0.3", nil)
+				p := startProxy(t, Config{
+					Upstreams: []netip.AddrPort{dead.addr, live.addr},
+					Timeout:   200 * time.Millisecond, Deadline: 2 * time.Second,
+				}, portable)
+				for i := range 3 {
+					r := exchange(t, "udp", p.addr, question("failover.upstream.test", dns.TypeA))
+					if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+						t.Fatalf("query %d: rcode %s answers %d, want the live upstream's answer", i, dns.RcodeToString[r.Rcode], len(r.Answer))
+					}
+				}
+				// After the first failover the live upstream is tried first.
+				if got := len(dead.seen()); got != 1 {
+					t.Errorf("silent upstream got %d queries, want 1", got)
+				}
+				p.wantCounter(t, 1, "netguard_dnsproxy_upstream_errors_total", "upstream", dead.addr.String(), "reason", "timeout")
+			})
+			t.Run("first upstream refuses", func(t *testing.T) {
+				closed := closedPort(t, "127.0.0.2")
+				live := startUpstream(t, "127.0.0.3", nil)
+				p := startProxy(t, Config{
+					Upstreams: []netip.AddrPort{closed, live.addr},
+					// A timeout longer than the test may wait: only the
+					// ICMP error can move the query on in time.
+					Timeout: time.Minute, Deadline: time.Minute,
+				}, portable)
+				r := exchange(t, "udp", p.addr, question("refused.upstream.test", dns.TypeA))
+				if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+					t.Fatalf("rcode %s answers %d, want the live upstream's answer", dns.RcodeToString[r.Rcode], len(r.Answer))
+				}
+				p.wantCounter(t, 1, "netguard_dnsproxy_upstream_errors_total", "upstream", closed.String(), "reason", "refused")
+			})
+		})
+	}
+}
+
+// TestPerAttemptTimeout: with one silent upstream, each attempt times out
+// after Timeout and the next leaves from a new socket, until the overall
+// Deadline, when the client gets SERVFAIL.
+func TestPerAttemptTimeout(t *testing.T) {
+	for path, portable := range udpPaths {
+		t.Run(path, func(t *testing.T) {
+			dead := startBlackhole(t, "127.0.0.2")
+			p := startProxy(t, Config{
+				Upstreams: []netip.AddrPort{dead.addr},
+				Timeout:   100 * time.Millisecond, Deadline: 500 * time.Millisecond,
+			}, portable)
+			r := exchange(t, "udp", p.addr, question("timeout.upstream.test", dns.TypeA))
+			if r.Rcode != dns.RcodeServerFailure {
+				t.Fatalf("rcode %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+			}
+			ports := dead.seen()
+			// 5 attempts fit the deadline; a loaded machine may start
+			// fewer, but one attempt only would mean no per-attempt timeout.
+			if len(ports) < 2 || len(ports) > 5 {
+				t.Fatalf("silent upstream got %d attempts, want 2 to 5", len(ports))
+			}
+			if distinct(ports) != len(ports) {
+				t.Errorf("retries reused a source port: %v", ports)
+			}
+			p.wantCounter(t, float64(len(ports)), "netguard_dnsproxy_upstream_errors_total", "reason", "timeout")
+		})
+	}
+}
+
+func TestAllUpstreamsRefusingAnswersServfailWithoutSpinning(t *testing.T) {
+	for path, portable := range udpPaths {
+		t.Run(path, func(t *testing.T) {
+			closed := closedPort(t, "127.0.0.2")
+			p := startProxy(t, Config{Upstreams: []netip.AddrPort{closed}, Timeout: time.Second, Deadline: 3 * time.Second}, portable)
+			r := exchange(t, "udp", p.addr, question("refused.upstream.test", dns.TypeA))
+			if r.Rcode != dns.RcodeServerFailure {
+				t.Fatalf("rcode %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+			}
+			// Attempts are bounded by deadline/timeout per upstream.
+			p.wantCounter(t, 3, "netguard_dnsproxy_upstream_errors_total", "reason", "refused")
+		})
+	}
+}
+
+// truncatingUpstream answers over UDP with TC set and no records, and
+// over TCP with n A records.
+func truncatingUpstream(n int) dns.HandlerFunc {
+	return func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		if opt := r.IsEdns0(); opt != nil {
+			m.SetEdns0(opt.UDPSize(), false)
+		}
+		if w.RemoteAddr().Network() == "udp" {
+			m.Truncated = true
+			_ = w.WriteMsg(m)
+			return
+		}
+		for i := range n {
+			m.Answer = append(m.Answer, &dns.A{Hdr: rrHeader(r.Question[0].Name, dns.TypeA, 60), A: net.IPv4(198, 51, 100, byte(i+1))})
+		}
+		_ = w.WriteMsg(m)
+	}
+}
+
+func TestTruncatedReplyIsRetriedOverTCP(t *testing.T) {
+	tests := map[string]struct {
+		records   int
+		network   string
+		edns      uint16 // 0: no EDNS0
+		wantTC    bool
+		wantFewer bool // fewer records than the upstream sent
+	}{
+		"fits 512 bytes":                    {records: 3, network: "udp"},
+		"too large for 512, no EDNS0":       {records: 60, network: "udp", wantTC: true, wantFewer: true},
+		"fits the client's EDNS0 size":      {records: 60, network: "udp", edns: 4096},
+		"too large for the EDNS0 size 1232": {records: 100, network: "udp", edns: 1232, wantTC: true, wantFewer: true},
+		"TCP client gets all":               {records: 100, network: "tcp"},
+	}
+	for path, portable := range udpPaths {
+		t.Run(path, func(t *testing.T) {
+			for name, tc := range tests {
+				t.Run(name, func(t *testing.T) {
+					up := startUpstream(t, "127.0.0.2", truncatingUpstream(tc.records))
+					p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}}, portable)
+					q := question("big.upstream.test", dns.TypeA)
+					if tc.edns > 0 {
+						q.SetEdns0(tc.edns, false)
+					}
+					var r *dns.Msg
+					size := 512
+					if tc.edns > 0 {
+						size = int(tc.edns)
+					}
+					if tc.network == "udp" {
+						raw := rawExchange(t, p.addr, pack(t, q), 5*time.Second)
+						if len(raw) > size {
+							t.Errorf("reply of %d bytes exceeds the client's %d", len(raw), size)
+						}
+						r = new(dns.Msg)
+						if err := r.Unpack(raw); err != nil {
+							t.Fatalf("reply does not parse: %v", err)
+						}
+					} else {
+						r = exchange(t, tc.network, p.addr, q)
+					}
+					if r.Truncated != tc.wantTC {
+						t.Errorf("TC = %v, want %v", r.Truncated, tc.wantTC)
+					}
+					if got := len(r.Answer); (got < tc.records) != tc.wantFewer || got == 0 {
+						t.Errorf("%d of %d records relayed (want fewer: %v)", got, tc.records, tc.wantFewer)
+					}
+					_, _, _, nets := up.seen()
+					if tc.network == "udp" && (len(nets) != 2 || nets[0] != "udp" || nets[1] != "tcp") {
+						t.Errorf("upstream saw %v, want a UDP query then its TCP retry", nets)
+					}
+				})
+			}
+		})
+	}
+}
+
+func TestEDNS0IsPassedThrough(t *testing.T) {
+	for path, portable := range udpPaths {
+		t.Run(path, func(t *testing.T) {
+			up := startUpstream(t, "127.0.0.2", nil)
+			p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}}, portable)
+			q := question("edns.upstream.test", dns.TypeA)
+			q.SetEdns0(1232, true)
+			opt := q.IsEdns0()
+			opt.Option = append(opt.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("192.0.2.0").To4()})
+			r := exchange(t, "udp", p.addr, q)
+			if r.IsEdns0() == nil {
+				t.Fatal("reply lost its OPT record")
+			}
+			_, _, msgs, _ := up.seen()
+			got := msgs[0].IsEdns0()
+			if got == nil || got.UDPSize() != 1232 || !got.Do() || len(got.Option) != 1 || got.Option[0].String() != opt.Option[0].String() {
+				t.Fatalf("upstream saw OPT %v, want the client's %v", got, opt)
+			}
+		})
+	}
+}
+
+// TestInFlightBound: past MaxInFlight queries a new one is answered
+// SERVFAIL at once, and the queries in flight still complete.
+func TestInFlightBound(t *testing.T) {
+	for path, portable := range udpPaths {
+		t.Run(path, func(t *testing.T) {
+			arrived := make(chan struct{}, 8)
+			release := make(chan struct{})
+			up := startUpstream(t, "127.0.0.2", func(w dns.ResponseWriter, r *dns.Msg) {
+				arrived <- struct{}{}
+				<-release
+				answerAddress(w, r)
+			})
+			p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, MaxInFlight: 2, Timeout: 10 * time.Second, Deadline: 10 * time.Second}, portable)
+			var wg sync.WaitGroup
+			results := make(chan *dns.Msg, 2)
+			for range 2 {
+				wg.Go(func() {
+					r, err := tryExchange("udp", p.addr, question("slow.upstream.test", dns.TypeA))
+					if err != nil {
+						t.Errorf("held query: %v", err)
+						return
+					}
+					results <- r
+				})
+			}
+			for range 2 {
+				select {
+				case <-arrived:
+				case <-time.After(10 * time.Second):
+					t.Fatal("held queries did not reach the upstream")
+				}
+			}
+			for _, network := range []string{"udp", "tcp"} {
+				r := exchange(t, network, p.addr, question("over.upstream.test", dns.TypeA))
+				if r.Rcode != dns.RcodeServerFailure {
+					t.Errorf("%s query over the bound: rcode %s, want SERVFAIL", network, dns.RcodeToString[r.Rcode])
+				}
+			}
+			if got := p.counter(t, "netguard_dnsproxy_in_flight_queries"); got != 2 {
+				t.Errorf("in-flight gauge = %v, want 2", got)
+			}
+			close(release)
+			wg.Wait()
+			close(results)
+			for r := range results {
+				if r.Rcode != dns.RcodeSuccess {
+					t.Errorf("held query: rcode %s, want NOERROR", dns.RcodeToString[r.Rcode])
+				}
+			}
+			if got := up.count(); got != 2 {
+				t.Errorf("upstream got %d queries, want 2 (the rejected ones are never forwarded)", got)
+			}
+		})
+	}
+}
+
+func TestMalformedInput(t *testing.T) {
+	valid := pack(t, question("ok.upstream.test", dns.TypeA))
+	withQR := append([]byte(nil), valid...)
+	withQR[2] |= 0x80
+	status := append([]byte(nil), valid...)
+	status[2] |= 2 << 3 // opcode STATUS
+	noQuestion := append([]byte(nil), valid[:12]...)
+	noQuestion[5] = 0
+	twoQuestions := append([]byte(nil), valid...)
+	twoQuestions[5] = 2
+	cutName := append([]byte(nil), valid[:16]...)
+	pointer := append(append([]byte(nil), valid[:12]...), 0xc0, 12, 0, 1, 0, 1)
+	trailing := append(append([]byte(nil), valid...), 0xde, 0xad)
+	tests := map[string]struct {
+		msg       []byte
+		wantRcode int // -1: dropped
+	}{
+		"empty":                {msg: []byte{}, wantRcode: -1},
+		"shorter than header":  {msg: []byte{1, 2, 3}, wantRcode: -1},
+		"a response":           {msg: withQR, wantRcode: -1},
+		"opcode STATUS":        {msg: status, wantRcode: dns.RcodeNotImplemented},
+		"no question":          {msg: noQuestion, wantRcode: dns.RcodeFormatError},
+		"two questions":        {msg: twoQuestions, wantRcode: dns.RcodeFormatError},
+		"name cut short":       {msg: cutName, wantRcode: dns.RcodeFormatError},
+		"compressed question":  {msg: pointer, wantRcode: dns.RcodeFormatError},
+		"trailing garbage":     {msg: trailing, wantRcode: dns.RcodeFormatError},
+		"label over 63 (0x40)": {msg: append(append([]byte(nil), valid[:12]...), 0x40, 'a', 0, 0, 1, 0, 1), wantRcode: dns.RcodeFormatError},
+		"oversized datagram":   {msg: append(append([]byte(nil), valid...), make([]byte, 5000)...), wantRcode: dns.RcodeFormatError},
+	}
+	for path, portable := range udpPaths {
+		t.Run(path, func(t *testing.T) {
+			up := startUpstream(t, "127.0.0.2", nil)
+			p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}}, portable)
+			for name, tc := range tests {
+				t.Run(name, func(t *testing.T) {
+					wait := 5 * time.Second
+					if tc.wantRcode < 0 {
+						wait = 300 * time.Millisecond
+					}
+					reply := rawExchange(t, p.addr, tc.msg, wait)
+					if tc.wantRcode < 0 {
+						if reply != nil {
+							t.Fatalf("got a %d-byte reply, want the packet dropped", len(reply))
+						}
+						return
+					}
+					var r dns.Msg
+					if err := r.Unpack(reply); err != nil {
+						t.Fatalf("reply does not parse: %v", err)
+					}
+					if r.Rcode != tc.wantRcode || !r.Response || r.Id != binary.BigEndian.Uint16(tc.msg) {
+						t.Fatalf("reply rcode %s response %v id %d, want %s to id %d", dns.RcodeToString[r.Rcode], r.Response, r.Id, dns.RcodeToString[tc.wantRcode], binary.BigEndian.Uint16(tc.msg))
+					}
+				})
+			}
+			// Garbage over TCP closes that connection only.
+			c, err := net.Dial("tcp", p.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = c.Write([]byte{0, 3, 1, 2, 3})
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, err := c.Read(make([]byte, 16)); err == nil || os.IsTimeout(err) {
+				t.Errorf("TCP garbage: read %d bytes, err %v; want the connection closed", n, err)
+			}
+			c.Close()
+			if up.count() != 0 {
+				t.Errorf("malformed queries reached the upstream")
+			}
+			for _, network := range []string{"udp", "tcp"} {
+				if r := exchange(t, network, p.addr, question("after.upstream.test", dns.TypeA)); r.Rcode != dns.RcodeSuccess {
+					t.Fatalf("valid %s query after garbage: rcode %s", network, dns.RcodeToString[r.Rcode])
+				}
+			}
+			p.wantCounter(t, 3, "netguard_dnsproxy_dropped_queries_total")
+		})
+	}
+}
+
+func TestReplyThatDoesNotMatchIsIgnored(t *testing.T) {
+	for path, portable := range udpPaths {
+		t.Run(path, func(t *testing.T) {
+			up := startUpstream(t, "127.0.0.2", func(w dns.ResponseWriter, r *dns.Msg) {
+				bad := new(dns.Msg)
+				bad.SetReply(r)
+				bad.Question[0].Name = "other.upstream.test."
+				_ = w.WriteMsg(bad) // a different question: must be ignored
+				wrongID := new(dns.Msg)
+				wrongID.SetReply(r)
+				wrongID.Id++
+				_ = w.WriteMsg(wrongID)
+				answerAddress(w, r)
+			})
+			p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}}, portable)
+			r := exchange(t, "udp", p.addr, question("match.upstream.test", dns.TypeA))
+			if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+				t.Fatalf("rcode %s answers %v, want the matching reply", dns.RcodeToString[r.Rcode], r.Answer)
+			}
+			p.wantCounter(t, 2, "netguard_dnsproxy_upstream_errors_total", "reason", "bad_reply")
+		})
+	}
+}
+
+func TestCache(t *testing.T) {
+	nxdomain := func(withSOA bool) dns.HandlerFunc {
+		return func(w dns.ResponseWriter, r *dns.Msg) {
+			m := new(dns.Msg)
+			m.SetRcode(r, dns.RcodeNameError)
+			if withSOA {
+				m.Ns = append(m.Ns, &dns.SOA{Hdr: rrHeader("upstream.test.", dns.TypeSOA, 300), Ns: "ns.upstream.test.", Mbox: "admin.upstream.test.", Serial: 1, Refresh: 60, Retry: 60, Expire: 60, Minttl: 30})
+			}
+			_ = w.WriteMsg(m)
+		}
+	}
+	tests := map[string]struct {
+		cacheSize   int
+		handler     dns.HandlerFunc
+		wantQueries int // at the upstream, for 3 identical client queries
+	}{
+		"off by default":             {handler: answerAddress, wantQueries: 3},
+		"positive answer cached":     {cacheSize: 8, handler: answerAddress, wantQueries: 1},
+		"NXDOMAIN with SOA cached":   {cacheSize: 8, handler: nxdomain(true), wantQueries: 1},
+		"NXDOMAIN without SOA not":   {cacheSize: 8, handler: nxdomain(false), wantQueries: 3},
+		"SERVFAIL never cached":      {cacheSize: 8, handler: func(w dns.ResponseWriter, r *dns.Msg) { m := new(dns.Msg); m.SetRcode(r, dns.RcodeServerFailure); _ = w.WriteMsg(m) }, wantQueries: 3},
+		"TTL 0 answer never cached":  {cacheSize: 8, handler: func(w dns.ResponseWriter, r *dns.Msg) { m := new(dns.Msg); m.SetReply(r); m.Answer = append(m.Answer, &dns.A{Hdr: rrHeader(r.Question[0].Name, dns.TypeA, 0), A: net.IPv4(198, 51, 100, 9)}); _ = w.WriteMsg(m) }, wantQueries: 3},
+	}
+	for path, portable := range udpPaths {
+		t.Run(path, func(t *testing.T) {
+			for name, tc := range tests {
+				t.Run(name, func(t *testing.T) {
+					up := startUpstream(t, "127.0.0.2", tc.handler)
+					p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, CacheSize: tc.cacheSize}, portable)
+					var first *dns.Msg
+					for i := range 3 {
+						q := question("cached.upstream.test", dns.TypeA)
+						r := exchange(t, "udp", p.addr, q)
+						if r.Id != q.Id {
+							t.Fatalf("reply %d has id %d, want %d", i, r.Id, q.Id)
+						}
+						if first == nil {
+							first = r
+						} else if r.Rcode != first.Rcode || len(r.Answer) != len(first.Answer) || len(r.Ns) != len(first.Ns) {
+							t.Fatalf("reply %d differs from the first: %v vs %v", i, r, first)
+						}
+					}
+					if got := up.count(); got != tc.wantQueries {
+						t.Fatalf("upstream got %d queries, want %d", got, tc.wantQueries)
+					}
+					// A different question is not answered from the cache.
+					if tc.cacheSize > 0 {
+						exchange(t, "udp", p.addr, question("cached.upstream.test", dns.TypeAAAA))
+						if got := up.count(); got != tc.wantQueries+1 {
+							t.Fatalf("AAAA after A: upstream got %d queries, want %d", got, tc.wantQueries+1)
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+func TestShutdownLetsInFlightQueriesFinish(t *testing.T) {
+	for path, portable := range udpPaths {
+		t.Run(path, func(t *testing.T) {
+			arrived := make(chan struct{}, 1)
+			up := startUpstream(t, "127.0.0.2", func(w dns.ResponseWriter, r *dns.Msg) {
+				arrived <- struct{}{}
+				time.Sleep(200 * time.Millisecond)
+				answerAddress(w, r)
+			})
+			p, err := New(Config{Listen: "127.0.0.1:0", Upstreams: []netip.AddrPort{up.addr}, Listeners: 2}, testLogger(t), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.portableUDP = portable
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- p.Run(ctx) }()
+			<-p.started
+			if !p.Ready() {
+				t.Fatal("not ready after start")
+			}
+			reply := make(chan *dns.Msg, 1)
+			go func() {
+				r, err := tryExchange("udp", p.addr.String(), question("inflight.upstream.test", dns.TypeA))
+				if err != nil {
+					t.Errorf("in-flight query: %v", err)
+				}
+				reply <- r
+			}()
+			<-arrived
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Run did not return")
+			}
+			if p.Ready() {
+				t.Error("still ready after shutdown")
+			}
+			if r := <-reply; r == nil || r.Rcode != dns.RcodeSuccess {
+				t.Fatalf("in-flight query got %v, want its answer", r)
+			}
+			if _, err := tryExchange("udp", p.addr.String(), question("after.upstream.test", dns.TypeA)); err == nil {
+				t.Error("a query after shutdown was answered")
+			}
+		})
+	}
+}
+
+func TestMetricsAndHealthEndpoints(t *testing.T) {
+	up := startUpstream(t, "127.0.0.2", nil)
+	p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, MetricsAddr: "127.0.0.1:0"}, false)
+	exchange(t, "udp", p.addr, question("metrics.upstream.test", dns.TypeA))
+	tests := map[string]struct {
+		path string
+		want []string
+	}{
+		"healthz": {path: "/healthz", want: []string{"ok"}},
+		"readyz":  {path: "/readyz", want: []string{"ok"}},
+		"metrics": {path: "/metrics", want: []string{
+			`netguard_dnsproxy_queries_total{proto="udp"} 1`,
+			`netguard_dnsproxy_responses_total{rcode="NOERROR"} 1`,
+			`netguard_dnsproxy_upstream_errors_total{reason="timeout",upstream="` + up.addr.String() + `"} 0`,
+			`netguard_dnsproxy_request_duration_seconds_count 1`,
+		}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var missing []string
+			// Bounded retries: a reply is counted just after it is sent.
+			for range 50 {
+				resp, err := http.Get("http://" + p.metricsAddr + tc.path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Fatalf("status %d", resp.StatusCode)
+				}
+				missing = missing[:0]
+				for _, w := range tc.want {
+					if !strings.Contains(string(body), w) {
+						missing = append(missing, w)
+					}
+				}
+				if len(missing) == 0 {
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			t.Errorf("%s lacks %q", tc.path, missing)
+		})
+	}
+}
