@@ -35,6 +35,7 @@ as the sidecar, and "netguard mutate", "check" and "resolv" offline.`,
 		newServeCommand(opts, runServe),
 		newDNSProxyCommand(),
 		newMutateCommand(opts),
+		newCheckCommand(opts),
 		newResolvCommand(opts),
 		newVersionCommand(),
 	)
