@@ -34,7 +34,7 @@ type testUpstream struct {
 // startUpstream serves handler on ip (UDP and TCP, same port) until the
 // test ends. handler may be nil for "answer A 198.51.100.1, AAAA
 // 2001:db8::1".
-func startUpstream(t *testing.T, ip string, handler dns.HandlerFunc) *testUpstream {
+func startUpstream(t testing.TB, ip string, handler dns.HandlerFunc) *testUpstream {
 	t.Helper()
 	if handler == nil {
 		handler = answerAddress
@@ -317,3 +317,6 @@ func distinct(ports []int) int {
 
 
 func testLogger(t *testing.T) logr.Logger { return testr.NewWithOptions(t, testr.Options{Verbosity: 0}) }
+
+// testLoggerF discards: fuzzing logs nothing worth reading per input.
+func testLoggerF(testing.TB) logr.Logger { return logr.Discard() }

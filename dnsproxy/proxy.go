@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -121,7 +122,7 @@ func (p *Proxy) Ready() bool { return p.ready.Load() }
 // fails. On cancellation it stops reading, lets in-flight queries finish
 // (each is bounded by Deadline), and returns nil.
 func (p *Proxy) Run(ctx context.Context) error {
-	udp, bound, err := p.listenUDP(ctx)
+	udp, tcp, bound, err := p.listen(ctx)
 	if err != nil {
 		return err
 	}
@@ -130,13 +131,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 			l.close()
 		}
 	}()
-	host, _, _ := net.SplitHostPort(p.cfg.Listen)
-	var lc net.ListenConfig
-	tcp, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(bound.Port()))))
-	if err != nil {
-		return fmt.Errorf("listening on tcp: %w", err)
-	}
 	defer tcp.Close()
+	var lc net.ListenConfig
 
 	var httpSrv *http.Server
 	if p.cfg.MetricsAddr != "" {
@@ -218,6 +214,34 @@ func (p *Proxy) Run(ctx context.Context) error {
 		_ = httpSrv.Shutdown(sctx)
 	}
 	return runErr
+}
+
+// listen binds the UDP listeners and a TCP listener on the same port.
+// With port 0 the UDP bind picks the port, which TCP may find taken; then
+// it tries again with another, a bounded number of times.
+func (p *Proxy) listen(ctx context.Context) ([]udpListener, net.Listener, netip.AddrPort, error) {
+	host, port, _ := net.SplitHostPort(p.cfg.Listen)
+	tries := 1
+	if port == "0" {
+		tries = 10
+	}
+	var lc net.ListenConfig
+	for try := 1; ; try++ {
+		udp, bound, err := p.listenUDP(ctx)
+		if err != nil {
+			return nil, nil, netip.AddrPort{}, err
+		}
+		tcp, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(int(bound.Port()))))
+		if err == nil {
+			return udp, tcp, bound, nil
+		}
+		for _, l := range udp {
+			l.close()
+		}
+		if try == tries || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, netip.AddrPort{}, fmt.Errorf("listening on tcp: %w", err)
+		}
+	}
 }
 
 // acquire takes an in-flight slot, or reports that the bound is reached.

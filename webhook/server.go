@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/webhook/serviceguard"
 )
 
 // Options are the server settings that come from flags.
@@ -78,6 +79,12 @@ func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (manager
 	mgr.GetWebhookServer().Register(MutatePodPath, &webhook.Admission{
 		Handler: NewPodMutator(cfg, mgr.GetClient(), dns, opts.Version, decoder),
 	})
+
+	// The Service selector guard registers its own handlers, cache and
+	// readiness check (ready once its cache has synced).
+	if _, err := serviceguard.Setup(mgr, cfg); err != nil {
+		return nil, fmt.Errorf("setting up the service guard: %w", err)
+	}
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err

@@ -81,10 +81,34 @@ func fuzzAnnotations(b *fuzzBytes, keys map[string][]string) map[string]string {
 // fuzzCase builds a pod, its environment and a configuration from data.
 func fuzzCase(data []byte) (*corev1.Pod, Env, *config.Config) {
 	b := fuzzBytes(data)
-	pod := testPod("shop")
+	// The environment and configuration come first: they take the bytes
+	// that are always there.
+	env := Env{
+		Namespace:  NamespaceInfo{Name: pick(&b, "shop", "shop", "shop", "shop", "shop", "kube-system"), Labels: map[string]string{LabelInject: pick(&b, "enabled", "enabled", "enabled", "enabled", "disabled", "")}},
+		ClusterDNS: pick(&b, "10.96.0.10", "", "fd00::10", "bogus"),
+		Version:    "v1",
+	}
+	env.Namespace.Annotations = fuzzAnnotations(&b, map[string][]string{
+		AnnotationInject:   {"", "", "false"},
+		AnnotationNdots:    {"", "", "1", "99"},
+		AnnotationDNSProxy: {"", "", "true", "false"},
+	})
+	cfg := testConfig()
+	cfg.Namespaces.Mode = pick(&b, config.NamespaceModeOptIn, config.NamespaceModeClusterWide)
+	cfg.DNS.Enabled = b.intn(4) != 3
+	cfg.DNS.Search.Scrub = b.intn(4) != 3
+	cfg.DNS.Ndots = 1 + b.intn(15)
+	if b.bool() {
+		cfg.DNS.Search.Allowed = []string{"corp.example.com"}
+	}
+	cfg.DNSProxy.Enabled = b.intn(4) != 3
+	cfg.DNSProxy.Mode = pick(&b, config.DNSProxyModePort, config.DNSProxyModeResolv)
+	cfg.DNSProxy.NativeSidecar = b.intn(4) != 3
+
+	pod := testPod(env.Namespace.Name)
 	spec := &pod.Spec
 	spec.DNSPolicy = pick(&b, "", corev1.DNSClusterFirst, corev1.DNSClusterFirstWithHostNet, corev1.DNSDefault, corev1.DNSNone)
-	spec.HostNetwork = b.intn(4) == 0
+	spec.HostNetwork = b.intn(4) == 3
 	if b.bool() {
 		dc := &corev1.PodDNSConfig{}
 		for range b.intn(5) {
@@ -106,10 +130,10 @@ func fuzzCase(data []byte) (*corev1.Pod, Env, *config.Config) {
 		annotationIstioConfig:         {"", "", "", "proxyMetadata:\n  ISTIO_META_DNS_CAPTURE: \"true\"\n"},
 		corev1.MirrorPodAnnotationKey: {"", "", "", "", "", "", "abc"},
 	})
-	if b.intn(8) == 0 {
+	if b.intn(8) == 7 {
 		pod.Labels = map[string]string{labelAppName: netguardAppName}
 	}
-	if b.intn(8) == 0 {
+	if b.intn(8) == 7 {
 		spec.OS = &corev1.PodOS{Name: corev1.Windows}
 	}
 	spec.Containers = nil
@@ -118,7 +142,7 @@ func fuzzCase(data []byte) (*corev1.Pod, Env, *config.Config) {
 		if b.intn(4) == 0 {
 			c.Ports = []corev1.ContainerPort{{ContainerPort: pick[int32](&b, 80, 53, 8053, 9153)}}
 		}
-		if i == 0 && b.intn(6) == 0 {
+		if i == 0 && b.intn(6) == 5 {
 			c.Name = "istio-proxy"
 			c.Env = []corev1.EnvVar{{Name: istioDNSCaptureEnv, Value: pick(&b, "true", "false")}}
 		}
@@ -138,27 +162,6 @@ func fuzzCase(data []byte) (*corev1.Pod, Env, *config.Config) {
 		spec.SecurityContext = &corev1.PodSecurityContext{Sysctls: []corev1.Sysctl{{Name: sysctlUnprivilegedPortStart, Value: pick(&b, "0", "53", "1024", "abc")}}}
 	}
 
-	env := Env{
-		Namespace:  NamespaceInfo{Name: pick(&b, "shop", "shop", "kube-system"), Labels: map[string]string{LabelInject: pick(&b, "enabled", "enabled", "disabled", "")}},
-		ClusterDNS: pick(&b, "10.96.0.10", "", "fd00::10", "bogus"),
-		Version:    "v1",
-	}
-	env.Namespace.Annotations = fuzzAnnotations(&b, map[string][]string{
-		AnnotationInject:   {"", "", "false"},
-		AnnotationNdots:    {"", "", "1", "99"},
-		AnnotationDNSProxy: {"", "", "true", "false"},
-	})
-	cfg := testConfig()
-	cfg.Namespaces.Mode = pick(&b, config.NamespaceModeOptIn, config.NamespaceModeClusterWide)
-	cfg.DNS.Enabled = b.intn(4) != 0
-	cfg.DNS.Search.Scrub = b.intn(4) != 0
-	cfg.DNS.Ndots = 1 + b.intn(15)
-	if b.bool() {
-		cfg.DNS.Search.Allowed = []string{"corp.example.com"}
-	}
-	cfg.DNSProxy.Enabled = b.intn(4) != 0
-	cfg.DNSProxy.Mode = pick(&b, config.DNSProxyModePort, config.DNSProxyModeResolv)
-	cfg.DNSProxy.NativeSidecar = b.intn(4) != 0
 	return pod, env, cfg
 }
 

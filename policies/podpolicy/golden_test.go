@@ -41,6 +41,9 @@ func TestGolden(t *testing.T) {
 	cases := map[string]struct {
 		env func(*Env)
 		cfg func(*config.Config)
+		// restricted: the input meets Pod Security "restricted", so the
+		// output must too (checkOutput), sysctl and sidecar included.
+		restricted bool
 	}{
 		"plain":                    {},
 		"own-options":              {},
@@ -91,6 +94,9 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("test config: %v", errs)
 			}
 
+			if p := restrictedProblems(in); tc.restricted && len(p) > 0 {
+				t.Fatalf("input does not meet Pod Security restricted: %v", p)
+			}
 			res := Mutate(in, env, cfg)
 			checkOutput(t, in, env, cfg, res)
 

@@ -107,12 +107,14 @@ func (r SkipReason) Label() string {
 // String returns the readable text of r.
 func (r SkipReason) String() string { return string(r) }
 
-// AllSkipReasons lists every reason, for tests and for initialising metric
+// SkipReasons returns every reason, for tests and for initialising metric
 // series to zero.
-var AllSkipReasons = []SkipReason{
-	SkipDisabled, SkipNamespaceExcluded, SkipNamespaceNotOptedIn, SkipNamespaceOptedOut,
-	SkipOptedOut, SkipNamespaceDefaultOptedOut, SkipMirrorPod, SkipNetguardPod, SkipWindows,
-	SkipHostNetwork, SkipInvalidDNSConfig, SkipAlreadyMutated, SkipNothingToApply,
-	SkipDNSProxyOptedOut, SkipDNSProxyDisabled, SkipDNSProxyHostNetwork, SkipIstioDNSCapture,
-	SkipDNSProxyPortConflict,
+func SkipReasons() []SkipReason {
+	return []SkipReason{
+		SkipDisabled, SkipNamespaceExcluded, SkipNamespaceNotOptedIn, SkipNamespaceOptedOut,
+		SkipOptedOut, SkipNamespaceDefaultOptedOut, SkipMirrorPod, SkipNetguardPod, SkipWindows,
+		SkipHostNetwork, SkipInvalidDNSConfig, SkipAlreadyMutated, SkipNothingToApply,
+		SkipDNSProxyOptedOut, SkipDNSProxyDisabled, SkipDNSProxyHostNetwork, SkipIstioDNSCapture,
+		SkipDNSProxyPortConflict,
+	}
 }

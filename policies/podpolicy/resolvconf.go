@@ -40,7 +40,9 @@ const maxSearchDomainLength = 253
 // most 253 characters, 2048 characters of search line; the cut file is
 // returned with an error that wraps ErrLimitsExceeded. The pod's namespace
 // is pod.Namespace. Options keep their first position (the kubelet's order
-// is random; the resolver does not care).
+// is random; the resolver does not care). Unlike the kubelet, which falls
+// back to ClusterFirst, an unknown dnsPolicy is an error: the API server
+// never admits one.
 func RenderResolvConf(pod *corev1.Pod, nodeResolvConf []byte, clusterDNS, clusterDomain string) (string, error) {
 	servers, searches, options, err := parseResolvConf(nodeResolvConf)
 	if err != nil {

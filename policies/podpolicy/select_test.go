@@ -172,7 +172,7 @@ func TestSkipPod(t *testing.T) {
 
 func TestSkipReasonLabels(t *testing.T) {
 	seen := map[string]SkipReason{}
-	for _, r := range AllSkipReasons {
+	for _, r := range SkipReasons() {
 		l := r.Label()
 		if l == "other" || l == "none" {
 			t.Errorf("%q has no label of its own", r)

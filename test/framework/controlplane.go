@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/netguard-io/netguard/webhook"
+	"github.com/netguard-io/netguard/webhook/serviceguard"
 )
 
 // AssetsHint tells how to get the control plane binaries.
@@ -125,4 +127,11 @@ func createOrReplace(ctx context.Context, c client.Client, obj client.Object) er
 		return c.Update(ctx, obj)
 	}
 	return err
+}
+
+// InstallServiceWebhook creates (or replaces) the ValidatingWebhookConfiguration
+// for Services, pointing at the local webhook server.
+func (cp *ControlPlane) InstallServiceWebhook(ctx context.Context, failure admissionregv1.FailurePolicyType) error {
+	cfg := ServiceWebhookConfiguration(cp.WebhookURL(serviceguard.ServicePath), cp.CAData, failure)
+	return createOrReplace(ctx, cp.Client, cfg)
 }

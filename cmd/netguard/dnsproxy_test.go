@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/netguard-io/netguard/dnsproxy"
+)
+
+func TestDNSProxyFlags(t *testing.T) {
+	resolvConf := filepath.Join(t.TempDir(), "resolv.conf")
+	if err := os.WriteFile(resolvConf, []byte("nameserver 10.96.0.10\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]struct {
+		args    []string
+		want    dnsproxy.Config
+		wantErr string
+	}{
+		"defaults read resolv.conf": {
+			args: []string{"--resolv-conf", resolvConf},
+			want: dnsproxy.Config{
+				Listen:      "127.0.0.1:8053",
+				Upstreams:   []netip.AddrPort{netip.MustParseAddrPort("10.96.0.10:53")},
+				Timeout:     2 * time.Second,
+				Deadline:    4 * time.Second,
+				MaxInFlight: 1024,
+				MetricsAddr: "127.0.0.1:9153",
+			},
+		},
+		"every flag": {
+			args: []string{
+				"--listen", "127.0.0.1:53", "--upstream", "10.96.0.10,[fd00::10]:5353",
+				"--timeout", "500ms", "--deadline", "3s", "--max-in-flight", "64",
+				"--cache-size", "100", "--listeners", "1", "--metrics-bind-address", ":9154",
+				"--config", "ignored.yaml", "--zap-log-level", "debug",
+			},
+			want: dnsproxy.Config{
+				Listen:      "127.0.0.1:53",
+				Upstreams:   []netip.AddrPort{netip.MustParseAddrPort("10.96.0.10:53"), netip.MustParseAddrPort("[fd00::10]:5353")},
+				Timeout:     500 * time.Millisecond,
+				Deadline:    3 * time.Second,
+				MaxInFlight: 64,
+				CacheSize:   100,
+				Listeners:   1,
+				MetricsAddr: ":9154",
+			},
+		},
+		"metrics disabled with 0": {
+			args: []string{"--upstream", "192.0.2.53", "--metrics-bind-address", "0"},
+			want: dnsproxy.Config{
+				Listen:      "127.0.0.1:8053",
+				Upstreams:   []netip.AddrPort{netip.MustParseAddrPort("192.0.2.53:53")},
+				Timeout:     2 * time.Second,
+				Deadline:    4 * time.Second,
+				MaxInFlight: 1024,
+			},
+		},
+		"bad upstream":           {args: []string{"--upstream", "kube-dns"}, wantErr: "--upstream"},
+		"missing resolv.conf":    {args: []string{"--resolv-conf", filepath.Join(t.TempDir(), "none")}, wantErr: "no such file"},
+		"zero max in flight":     {args: []string{"--upstream", "192.0.2.53", "--max-in-flight", "0"}, wantErr: "--max-in-flight"},
+		"positional args":        {args: []string{"--upstream", "192.0.2.53", "extra"}, wantErr: "unknown command"},
+		"negative listeners":     {args: []string{"--upstream", "192.0.2.53", "--listeners", "-1"}, wantErr: "--listeners"},
+		"non-positive timeout":   {args: []string{"--upstream", "192.0.2.53", "--timeout", "0s"}, wantErr: "--timeout"},
+		"unknown flag is caught": {args: []string{"--upstreams", "192.0.2.53"}, wantErr: "unknown flag"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var got *dnsproxy.Config
+			cmd := dnsProxyCommand(func(_ context.Context, cfg dnsproxy.Config, _ logr.Logger) error {
+				got = &cfg
+				return nil
+			})
+			cmd.PersistentFlags().String("config", "", "stands in for the root's flag")
+			cmd.SetArgs(tc.args)
+			cmd.SetOut(new(strings.Builder))
+			cmd.SetErr(new(strings.Builder))
+			err := cmd.Execute()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one mentioning %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got == nil {
+				t.Fatal("run was not called")
+			}
+			if got.Listen != tc.want.Listen || !slices.Equal(got.Upstreams, tc.want.Upstreams) || got.Timeout != tc.want.Timeout ||
+				got.Deadline != tc.want.Deadline || got.MaxInFlight != tc.want.MaxInFlight || got.CacheSize != tc.want.CacheSize ||
+				got.Listeners != tc.want.Listeners || got.MetricsAddr != tc.want.MetricsAddr {
+				t.Fatalf("config\n got %+v\nwant %+v", *got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDNSProxyHelpNamesDefaults(t *testing.T) {
+	cmd := newDNSProxyCommand()
+	for _, name := range []string{"listen", "upstream", "resolv-conf", "timeout", "deadline", "max-in-flight", "cache-size", "listeners", "metrics-bind-address"} {
+		f := cmd.Flags().Lookup(name)
+		if f == nil {
+			t.Errorf("no --%s flag", name)
+			continue
+		}
+		if f.DefValue == "0" && !strings.Contains(f.Usage, "0") {
+			t.Errorf("--%s defaults to 0 but its help does not say what 0 means", name)
+		}
+	}
+}
