@@ -17,6 +17,10 @@ var (
 		Name: "netguard_pod_skips_total",
 		Help: "Pods admitted without changes, by reason.",
 	}, []string{"reason"})
+	dnsProxySkips = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "netguard_pod_dns_proxy_skips_total",
+		Help: "Pods that would have got the DNS sidecar but did not, by reason.",
+	}, []string{"reason"})
 	webhookErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "netguard_webhook_errors_total",
 		Help: "Admission requests netguard could not process, by webhook and kind of error.",
@@ -28,5 +32,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(podMutations, podSkips, webhookErrors, clusterDNSKnown)
+	metrics.Registry.MustRegister(podMutations, podSkips, dnsProxySkips, webhookErrors, clusterDNSKnown)
 }

@@ -99,6 +99,9 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 
 	result := podpolicy.Mutate(pod, env, m.Config)
 	warnings = append(warnings, result.Warnings...)
+	if result.DNSProxySkipped != "" {
+		dnsProxySkips.WithLabelValues(result.DNSProxySkipped.Label()).Inc()
+	}
 	if result.Skipped != "" {
 		podSkips.WithLabelValues(result.Skipped.Label()).Inc()
 		log.V(1).Info("Pod skipped", "reason", string(result.Skipped))

@@ -40,6 +40,10 @@ func TestPodWebhookRejectsBadRequests(t *testing.T) {
 		"no object":                   {body: review(`{"uid":"1",` + podKind + `,"operation":"CREATE","namespace":"team"}`), wantCode: http.StatusBadRequest, wantMsg: "has no object"},
 		"object is not a pod":         {body: review(`{"uid":"1",` + podKind + `,"operation":"CREATE","namespace":"team","object":{"spec":5}}`), wantCode: http.StatusBadRequest, wantMsg: "decoding pod"},
 		"wrong kind":                  {body: review(`{"uid":"1","kind":{"group":"","version":"v1","kind":"Service"},"operation":"CREATE","namespace":"team","object":{}}`), wantCode: http.StatusBadRequest, wantMsg: "handles only v1 Pod"},
+		"huge body": {
+			body:     review(`{"uid":"1",` + podKind + `,"operation":"CREATE","namespace":"team","object":{"metadata":{"annotations":{"a":"` + strings.Repeat("x", 8<<20) + `"}}}}`),
+			wantCode: http.StatusRequestEntityTooLarge, wantMsg: "too large",
+		},
 		"update is allowed untouched": {body: review(`{"uid":"1",` + podKind + `,"operation":"UPDATE","namespace":"team","object":{"metadata":{"name":"a"}}}`), wantMsg: "only at creation"},
 	}
 	for name, tc := range tests {

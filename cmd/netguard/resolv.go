@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
@@ -66,7 +67,10 @@ With --unmutated, print the file the pod gets without netguard.`,
 					pod = result.Pod
 				}
 				text, err := podpolicy.RenderResolvConf(pod, node, opts.clusterDNS, opts.clusterDomain)
-				if err != nil {
+				if errors.Is(err, podpolicy.ErrLimitsExceeded) {
+					// The kubelet writes the file cut to its limits, and an event.
+					fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %v\n", doc, err)
+				} else if err != nil {
 					return fmt.Errorf("%s: %w", doc, err)
 				}
 				_, err = fmt.Fprint(cmd.OutOrStdout(), text)

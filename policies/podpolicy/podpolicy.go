@@ -38,7 +38,8 @@ type NamespaceInfo struct {
 // Env is what the caller knows of the cluster.
 type Env struct {
 	// Namespace of the pod. When its Name is empty, the pod's
-	// metadata.namespace is used (with no labels or annotations).
+	// metadata.namespace is used, with no labels or annotations (so in
+	// opt-in mode the pod is skipped).
 	Namespace NamespaceInfo
 	// ClusterDNS is the cluster DNS Service IP; "" when unknown, and then
 	// pods are not scrubbed, the sidecar runs in port mode, and a warning
@@ -85,7 +86,8 @@ func Mutate(pod *corev1.Pod, env Env, cfg *config.Config) Result {
 	m.run()
 
 	if len(m.res.Applied) == 0 {
-		// Nothing new: the copy is unchanged, and says so.
+		// Nothing applied: hand back a clean copy, so no unrecorded change
+		// can slip through.
 		m.res.Pod = pod.DeepCopy()
 		m.res.Skipped = SkipNothingToApply
 		if _, ok := podStatus(pod); ok {

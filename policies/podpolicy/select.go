@@ -20,16 +20,19 @@ import (
 //	no label enabled (opt-in)       -                     -                  -                           skip namespace-not-opted-in
 //	selected                        inject=false          -                  -                           skip pod-opted-out
 //	selected, annotation false      none                  -                  -                           skip namespace-default-opted-out
-//	selected                        true or none          true, not CFWHN    -                           skip host-network
-//	selected                        true or none          false, or CFWHN    present, nothing left       skip already-mutated
+//	selected                        true or none          true, not CFWHN    absent                      skip host-network
+//	selected                        true or none          -                  present, nothing left       skip already-mutated
 //	selected                        true or none          false, or CFWHN    absent, or something left   mutate
 //
 // Before the namespace rows: both policies disabled in the configuration
 // skips every pod (disabled). Between the annotation and hostNetwork rows:
 // mirror pods, netguard's own pods and Windows pods are skipped. After the
 // hostNetwork row: a pod whose own dnsConfig breaks the API server's limits
-// is skipped (invalid-dns-config). A mutated pod whose every setting was
-// already there is skipped as nothing-to-apply.
+// is skipped (invalid-dns-config). A pod without the status annotation that
+// already has every setting netguard would apply is skipped as
+// nothing-to-apply. (A ClusterFirstWithHostNet pod that netguard scrubbed is
+// dnsPolicy None afterwards: the status annotation keeps it off the
+// host-network row.)
 
 // NamespaceSelected reports whether netguard acts on pods of namespace ns
 // under cfg's namespace mode, labels and exclusions, and if not, why.
@@ -80,8 +83,6 @@ func skipPod(pod *corev1.Pod, ns NamespaceInfo, cfg *config.Config) (SkipReason,
 	if isWindows(pod) {
 		return SkipWindows, warnings
 	}
-	// A ClusterFirstWithHostNet pod that netguard scrubbed is dnsPolicy None
-	// now; its status annotation keeps it on the already-mutated row.
 	if _, mutated := podStatus(pod); pod.Spec.HostNetwork && pod.Spec.DNSPolicy != corev1.DNSClusterFirstWithHostNet && !mutated {
 		return SkipHostNetwork, warnings
 	}

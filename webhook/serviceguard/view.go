@@ -2,6 +2,7 @@ package serviceguard
 
 import (
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -102,21 +103,30 @@ func (v *ClusterView) Workloads(namespace string, selectors ...map[string]string
 	return b.build()
 }
 
+// smallBucket is a candidate set small enough to stop looking for a
+// smaller one: reading a bucket copies it, so each extra look costs.
+const smallBucket = 256
+
 // candidates returns the pods of namespace that may match sel: the
-// smallest label-index bucket among the selector's pairs, or every pod of
-// the namespace when no pair is indexed.
+// smallest label-index bucket among the selector's pairs (or the first
+// small one), or every pod of the namespace when no pair is indexed.
 func (v *ClusterView) candidates(namespace string, sel map[string]string) []any {
+	keys := make([]string, 0, len(sel))
+	for k := range sel {
+		if labelIndexed(k) {
+			keys = append(keys, k)
+		}
+	}
+	// A stable order gives the same cost for the same selector.
+	slices.Sort(keys)
 	var best []any
 	found := false
-	for k, val := range sel {
-		if !labelIndexed(k) {
-			continue
-		}
-		objs := byIndex(v.s.Pods, IndexLabel, labelIndexKey(namespace, k, val))
+	for _, k := range keys {
+		objs := byIndex(v.s.Pods, IndexLabel, labelIndexKey(namespace, k, sel[k]))
 		if !found || len(objs) < len(best) {
 			best, found = objs, true
 		}
-		if len(best) == 0 {
+		if len(best) <= smallBucket {
 			break
 		}
 	}

@@ -1,0 +1,85 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/netguard-io/netguard/config"
+)
+
+// FuzzPodAdmission feeds arbitrary objects to the pod handler. Whatever
+// comes in, it must not panic; a patch it returns must apply to the object
+// and give a pod that decodes, and that pod must need no further patch
+// (reinvocation is a no-op). The namespace is read from controller-runtime's
+// in-memory client: this target is about decoding and patching, the real
+// API server path is covered by test/integration.
+func FuzzPodAdmission(f *testing.F) {
+	seeds := []string{
+		`{"metadata":{"name":"a"},"spec":{"containers":[{"name":"a","image":"nginx"}]}}`,
+		`{"metadata":{"name":"a","annotations":{"netguard.io/ndots":"9"}},"spec":{"dnsPolicy":"None","dnsConfig":{"nameservers":["1.1.1.1"]},"containers":[{"name":"a","image":"x"}]}}`,
+		`{"metadata":{"name":"a"},"spec":{"dnsConfig":{"options":[{"name":"ndots","value":"3"},{"name":"timeout"}]},"containers":[]}}`,
+		`{"metadata":{"name":"a"},"spec":{"hostNetwork":true,"dnsPolicy":"ClusterFirstWithHostNet","containers":[{"name":"a","image":"openresty/openresty"}]}}`,
+		`{"spec":{"initContainers":[{"name":"netguard-dns"}],"containers":null}}`,
+		`{"metadata":{"annotations":{"netguard.io/status":"{\"version\":\"x\"}"}}}`,
+		`{}`, `null`, `[]`, `{"spec":7}`,
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", Labels: map[string]string{"netguard.io/inject": "enabled"}}}
+	scheme := Scheme()
+	reader := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ns).Build()
+	cfg := config.Default()
+	cfg.DNS.Search.ClusterDNS = "10.96.0.10"
+	m := NewPodMutator(cfg, reader, NewClusterDNS(cfg, reader), "fuzz", admission.NewDecoder(scheme))
+
+	handle := func(raw []byte) admission.Response {
+		return m.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+			UID:       "fuzz",
+			Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+			Operation: admissionv1.Create,
+			Namespace: "team",
+			Object:    runtime.RawExtension{Raw: raw},
+		}})
+	}
+
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		resp := handle(raw)
+		if len(resp.Patches) == 0 {
+			return
+		}
+		if !resp.Allowed {
+			t.Fatalf("a patch on a response that is not allowed: %+v", resp.Result)
+		}
+		ops, err := json.Marshal(resp.Patches)
+		if err != nil {
+			t.Fatal(err)
+		}
+		patch, err := jsonpatch.DecodePatch(ops)
+		if err != nil {
+			t.Fatalf("patch does not decode: %v\n%s", err, ops)
+		}
+		mutated, err := patch.Apply(raw)
+		if err != nil {
+			t.Fatalf("patch does not apply to the object: %v\nobject: %s\npatch: %s", err, raw, ops)
+		}
+		var pod corev1.Pod
+		if err := json.Unmarshal(mutated, &pod); err != nil {
+			t.Fatalf("patched object is not a pod: %v\n%s", err, mutated)
+		}
+		again := handle(mutated)
+		if len(again.Patches) > 0 {
+			again2, _ := json.Marshal(again.Patches)
+			t.Fatalf("second pass patched again (not idempotent):\nfirst: %s\nsecond: %s", ops, again2)
+		}
+	})
+}
