@@ -9,11 +9,13 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/policies/podpolicy"
 )
 
 // FuzzPodAdmission feeds arbitrary objects to the pod handler. Whatever
@@ -38,6 +40,7 @@ func FuzzPodAdmission(f *testing.F) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", Labels: map[string]string{"netguard.io/inject": "enabled"}}}
 	scheme := Scheme()
 	reader := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ns).Build()
+	nsInfo := podpolicy.NamespaceInfo{Name: ns.Name, Labels: ns.Labels}
 	cfg := config.Default()
 	cfg.DNS.Search.ClusterDNS = "10.96.0.10"
 	m := NewPodMutator(cfg, reader, NewClusterDNS(cfg, reader), "fuzz", admission.NewDecoder(scheme))
@@ -75,6 +78,17 @@ func FuzzPodAdmission(f *testing.F) {
 		var pod corev1.Pod
 		if err := json.Unmarshal(mutated, &pod); err != nil {
 			t.Fatalf("patched object is not a pod: %v\n%s", err, mutated)
+		}
+		// Oracle: the patch must produce exactly the pod the policies return.
+		var orig corev1.Pod
+		if err := json.Unmarshal(raw, &orig); err != nil {
+			t.Fatalf("the handler patched an object that is not a pod: %v", err)
+		}
+		orig.Namespace = "team"
+		want := podpolicy.Mutate(&orig, podpolicy.Env{Namespace: nsInfo, ClusterDNS: cfg.DNS.Search.ClusterDNS, Version: "fuzz"}, cfg).Pod
+		pod.Namespace = want.Namespace
+		if !equality.Semantic.DeepEqual(&pod, want) {
+			t.Fatalf("patched pod differs from the policies' pod\nobject: %s\npatch: %s", raw, ops)
 		}
 		again := handle(mutated)
 		if len(again.Patches) > 0 {

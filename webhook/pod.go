@@ -114,18 +114,12 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		resp.Warnings = warnings
 		return resp
 	}
-	mutated, err := json.Marshal(result.Pod)
+	resp, err := patchResponse(req.Object.Raw, pod, result.Pod)
 	if err != nil {
-		webhookErrors.WithLabelValues("pod", "encode").Inc()
-		log.Error(err, "Admitting pod unchanged: encoding the mutated pod failed")
-		return admitWithWarning(fmt.Sprintf("netguard: pod admitted unchanged: %v", err))
-	}
-	resp := admission.PatchResponseFromRaw(req.Object.Raw, mutated)
-	if !resp.Allowed {
-		// The patch could not be computed; fail open.
+		// Fail open: admit the pod unchanged rather than risk a wrong patch.
 		webhookErrors.WithLabelValues("pod", "patch").Inc()
-		log.Error(nil, "Admitting pod unchanged: computing the patch failed", "status", resp.Result)
-		return admitWithWarning("netguard: pod admitted unchanged: could not compute the patch")
+		log.Error(err, "Admitting pod unchanged: computing the patch failed")
+		return admitWithWarning(fmt.Sprintf("netguard: pod admitted unchanged: %v", err))
 	}
 	for _, p := range result.Applied {
 		podMutations.WithLabelValues(p).Inc()
@@ -147,4 +141,22 @@ func admitWithWarning(msg string) admission.Response {
 	resp := admission.Allowed("")
 	resp.Warnings = []string{msg}
 	return resp
+}
+
+// patchResponse answers with the targeted patch from podPatch, or with a
+// full diff of the raw object when the change has a shape podPatch does
+// not cover.
+func patchResponse(raw []byte, orig, mutated *corev1.Pod) (admission.Response, error) {
+	if ops, err := podPatch(orig, mutated); err == nil {
+		return admission.Patched("", ops...), nil
+	}
+	js, err := json.Marshal(mutated)
+	if err != nil {
+		return admission.Response{}, fmt.Errorf("encoding the mutated pod: %w", err)
+	}
+	resp := admission.PatchResponseFromRaw(raw, js)
+	if !resp.Allowed {
+		return admission.Response{}, fmt.Errorf("diffing the mutated pod: %s", resp.Result.Message)
+	}
+	return resp, nil
 }

@@ -3,6 +3,7 @@ package serviceguard
 import (
 	"slices"
 
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 
@@ -23,6 +24,12 @@ const (
 	// the index.
 	IndexLabel = "netguard.io/label"
 )
+
+// IndexTemplateLabel indexes Deployments, StatefulSets and DaemonSets
+// by "NAMESPACE/KEY=VALUE" for each label of their pod template, so the
+// workloads whose template a selector matches are found without scanning
+// the namespace.
+const IndexTemplateLabel = "netguard.io/template-label"
 
 // unindexedLabels are label keys whose values are unique per pod or per
 // revision.
@@ -59,6 +66,29 @@ func podLabels(obj any) ([]string, error) {
 	return out, nil
 }
 
+// templateLabels indexes a workload by each label of its pod template.
+func templateLabels(obj any) ([]string, error) {
+	var meta *metav1.ObjectMeta
+	var labels map[string]string
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		meta, labels = &w.ObjectMeta, w.Spec.Template.Labels
+	case *appsv1.StatefulSet:
+		meta, labels = &w.ObjectMeta, w.Spec.Template.Labels
+	case *appsv1.DaemonSet:
+		meta, labels = &w.ObjectMeta, w.Spec.Template.Labels
+	default:
+		return nil, nil
+	}
+	out := make([]string, 0, len(labels))
+	for k, v := range labels {
+		if labelIndexed(k) {
+			out = append(out, labelIndexKey(meta.Namespace, k, v))
+		}
+	}
+	return out, nil
+}
+
 func labelIndexKey(ns, k, v string) string { return ns + "/" + k + "=" + v }
 
 func labelIndexed(k string) bool { return !slices.Contains(unindexedLabels, k) }
@@ -75,6 +105,12 @@ func ReplicaSetIndexers() toolscache.Indexers {
 	return toolscache.Indexers{IndexController: controllerUID}
 }
 
+// WorkloadIndexers are the indexes the view needs on the Deployment,
+// StatefulSet and DaemonSet stores, besides the namespace index.
+func WorkloadIndexers() toolscache.Indexers {
+	return toolscache.Indexers{IndexTemplateLabel: templateLabels}
+}
+
 // NewStores returns empty stores with the same key function and indexes as
 // the informers Setup starts, for tests and benchmarks that fill them
 // with objects passed through the same transforms (see Transform).
@@ -89,9 +125,9 @@ func NewStores(withRollouts bool) Stores {
 	s := Stores{
 		Pods:         newIndexer(PodIndexers()),
 		ReplicaSets:  newIndexer(ReplicaSetIndexers()),
-		Deployments:  newIndexer(nil),
-		StatefulSets: newIndexer(nil),
-		DaemonSets:   newIndexer(nil),
+		Deployments:  newIndexer(WorkloadIndexers()),
+		StatefulSets: newIndexer(WorkloadIndexers()),
+		DaemonSets:   newIndexer(WorkloadIndexers()),
 		Namespaces:   newIndexer(nil),
 		Services:     newIndexer(nil),
 	}

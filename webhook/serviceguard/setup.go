@@ -141,9 +141,9 @@ func Setup(mgr manager.Manager, cfg *config.Config) (*Guard, error) {
 	}{
 		{&s.Pods, &corev1.Pod{}, PodIndexers()},
 		{&s.ReplicaSets, &appsv1.ReplicaSet{}, ReplicaSetIndexers()},
-		{&s.Deployments, &appsv1.Deployment{}, nil},
-		{&s.StatefulSets, &appsv1.StatefulSet{}, nil},
-		{&s.DaemonSets, &appsv1.DaemonSet{}, nil},
+		{&s.Deployments, &appsv1.Deployment{}, WorkloadIndexers()},
+		{&s.StatefulSets, &appsv1.StatefulSet{}, WorkloadIndexers()},
+		{&s.DaemonSets, &appsv1.DaemonSet{}, WorkloadIndexers()},
 		{&s.Namespaces, &corev1.Namespace{}, nil},
 		{&s.Services, &corev1.Service{}, nil},
 	} {

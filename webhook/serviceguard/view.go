@@ -86,17 +86,26 @@ type owner struct {
 
 // Workloads implements selectorguard.View.
 func (v *ClusterView) Workloads(namespace string, selectors ...map[string]string) []selectorguard.Workload {
-	b := &builder{v: v, ns: namespace, seen: map[owner]bool{}, standalone: map[string]*corev1.Pod{}}
+	b := &builder{v: v, ns: namespace, seen: map[owner]bool{}, resolved: map[types.UID]owner{}, standalone: map[string]*corev1.Pod{}}
 	for _, sel := range selectors {
 		if len(sel) == 0 {
 			continue
 		}
-		for _, obj := range v.candidates(namespace, sel) {
+		for _, obj := range v.candidates(v.s.Pods, IndexLabel, namespace, sel) {
 			p, ok := obj.(*corev1.Pod)
-			if !ok || !selectorguard.Matches(sel, p.Labels) {
+			if !ok {
 				continue
 			}
-			b.addPod(p)
+			ref := metav1.GetControllerOfNoCopy(p)
+			if ref != nil {
+				if _, done := b.resolved[ref.UID]; done {
+					// The workload is in already; build adds all its pods.
+					continue
+				}
+			}
+			if selectorguard.Matches(sel, p.Labels) {
+				b.addPod(p, ref)
+			}
 		}
 	}
 	b.addTemplates(selectors)
@@ -107,10 +116,11 @@ func (v *ClusterView) Workloads(namespace string, selectors ...map[string]string
 // smaller one: reading a bucket copies it, so each extra look costs.
 const smallBucket = 256
 
-// candidates returns the pods of namespace that may match sel: the
-// smallest label-index bucket among the selector's pairs (or the first
-// small one), or every pod of the namespace when no pair is indexed.
-func (v *ClusterView) candidates(namespace string, sel map[string]string) []any {
+// candidates returns the objects of store in namespace that may match sel:
+// the smallest bucket of the label index among the selector's pairs (or
+// the first small one), or every object of the namespace when no pair is
+// indexed.
+func (v *ClusterView) candidates(store toolscache.Indexer, index, namespace string, sel map[string]string) []any {
 	keys := make([]string, 0, len(sel))
 	for k := range sel {
 		if labelIndexed(k) {
@@ -122,7 +132,7 @@ func (v *ClusterView) candidates(namespace string, sel map[string]string) []any 
 	var best []any
 	found := false
 	for _, k := range keys {
-		objs := byIndex(v.s.Pods, IndexLabel, labelIndexKey(namespace, k, sel[k]))
+		objs := byIndex(store, index, labelIndexKey(namespace, k, sel[k]))
 		if !found || len(objs) < len(best) {
 			best, found = objs, true
 		}
@@ -131,7 +141,7 @@ func (v *ClusterView) candidates(namespace string, sel map[string]string) []any 
 		}
 	}
 	if !found {
-		return byIndex(v.s.Pods, toolscache.NamespaceIndex, namespace)
+		return byIndex(store, toolscache.NamespaceIndex, namespace)
 	}
 	return best
 }
@@ -162,10 +172,12 @@ func get(store toolscache.Indexer, namespace, name string) any {
 
 // builder collects the workloads of one lookup.
 type builder struct {
-	v          *ClusterView
-	ns         string
-	owners     []owner
-	seen       map[owner]bool
+	v      *ClusterView
+	ns     string
+	owners []owner
+	seen   map[owner]bool
+	// resolved maps the controllers of matched pods to their workloads.
+	resolved   map[types.UID]owner
 	standalone map[string]*corev1.Pod
 }
 
@@ -176,14 +188,18 @@ func (b *builder) want(o owner) {
 	}
 }
 
-// addPod records the workload that owns p.
-func (b *builder) addPod(p *corev1.Pod) {
-	ref := metav1.GetControllerOfNoCopy(p)
+// addPod records the workload that owns p through its controller ref.
+func (b *builder) addPod(p *corev1.Pod, ref *metav1.OwnerReference) {
 	if ref == nil {
 		b.standalone[p.Name] = p
 		return
 	}
-	b.want(b.resolve(ref))
+	o, ok := b.resolved[ref.UID]
+	if !ok {
+		o = b.resolve(ref)
+		b.resolved[ref.UID] = o
+	}
+	b.want(o)
 }
 
 // resolve maps a pod's controller to its workload: a ReplicaSet to the
@@ -227,21 +243,28 @@ func (b *builder) addTemplates(selectors []map[string]string) {
 		}
 		return false
 	}
-	for _, obj := range byIndex(b.v.s.Deployments, toolscache.NamespaceIndex, b.ns) {
-		if d, ok := obj.(*appsv1.Deployment); ok && matchesAny(d.Spec.Template.Labels) {
-			b.want(owner{kind: selectorguard.KindDeployment, name: d.Name, uid: d.UID})
+	for _, sel := range selectors {
+		if len(sel) == 0 {
+			continue
+		}
+		for _, obj := range b.v.candidates(b.v.s.Deployments, IndexTemplateLabel, b.ns, sel) {
+			if d, ok := obj.(*appsv1.Deployment); ok && selectorguard.Matches(sel, d.Spec.Template.Labels) {
+				b.want(owner{kind: selectorguard.KindDeployment, name: d.Name, uid: d.UID})
+			}
+		}
+		for _, obj := range b.v.candidates(b.v.s.StatefulSets, IndexTemplateLabel, b.ns, sel) {
+			if s, ok := obj.(*appsv1.StatefulSet); ok && selectorguard.Matches(sel, s.Spec.Template.Labels) {
+				b.want(owner{kind: selectorguard.KindStatefulSet, name: s.Name, uid: s.UID})
+			}
+		}
+		for _, obj := range b.v.candidates(b.v.s.DaemonSets, IndexTemplateLabel, b.ns, sel) {
+			if d, ok := obj.(*appsv1.DaemonSet); ok && selectorguard.Matches(sel, d.Spec.Template.Labels) {
+				b.want(owner{kind: selectorguard.KindDaemonSet, name: d.Name, uid: d.UID})
+			}
 		}
 	}
-	for _, obj := range byIndex(b.v.s.StatefulSets, toolscache.NamespaceIndex, b.ns) {
-		if s, ok := obj.(*appsv1.StatefulSet); ok && matchesAny(s.Spec.Template.Labels) {
-			b.want(owner{kind: selectorguard.KindStatefulSet, name: s.Name, uid: s.UID})
-		}
-	}
-	for _, obj := range byIndex(b.v.s.DaemonSets, toolscache.NamespaceIndex, b.ns) {
-		if d, ok := obj.(*appsv1.DaemonSet); ok && matchesAny(d.Spec.Template.Labels) {
-			b.want(owner{kind: selectorguard.KindDaemonSet, name: d.Name, uid: d.UID})
-		}
-	}
+	// Rollouts are few, and one with a workloadRef has its template
+	// elsewhere: they are scanned.
 	for _, obj := range byIndex(b.v.s.Rollouts, toolscache.NamespaceIndex, b.ns) {
 		if r, ok := obj.(*unstructured.Unstructured); ok && matchesAny(b.rolloutTemplate(r)) {
 			b.want(owner{kind: selectorguard.KindRollout, name: r.GetName(), uid: r.GetUID()})
