@@ -4,10 +4,12 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -147,8 +149,12 @@ func admitWithWarning(msg string) admission.Response {
 // full diff of the raw object when the change has a shape podPatch does
 // not cover.
 func patchResponse(raw []byte, orig, mutated *corev1.Pod) (admission.Response, error) {
-	if ops, err := podPatch(orig, mutated); err == nil {
-		return admission.Patched("", ops...), nil
+	// The targeted operations add below /metadata and /spec, which every
+	// pod the API server sends has; anything else gets the full diff.
+	if hasObjects(raw, "metadata", "spec") {
+		if ops, err := podPatch(orig, mutated); err == nil {
+			return admission.Patched("", ops...), nil
+		}
 	}
 	js, err := json.Marshal(mutated)
 	if err != nil {
@@ -159,4 +165,45 @@ func patchResponse(raw []byte, orig, mutated *corev1.Pod) (admission.Response, e
 		return admission.Response{}, fmt.Errorf("diffing the mutated pod: %s", resp.Result.Message)
 	}
 	return resp, nil
+}
+
+// hasObjects reports whether the JSON object raw has each of keys at its
+// top level with an object value. It reads tokens without building values.
+func hasObjects(raw []byte, keys ...string) bool {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return false
+	}
+	found := 0
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		key, _ := t.(string)
+		wanted := slices.Contains(keys, key)
+		depth := 0
+		for {
+			t, err := dec.Token()
+			if err != nil {
+				return false
+			}
+			if depth == 0 && wanted {
+				if t != json.Delim('{') {
+					return false
+				}
+				found++
+			}
+			switch t {
+			case json.Delim('{'), json.Delim('['):
+				depth++
+			case json.Delim('}'), json.Delim(']'):
+				depth--
+			}
+			if depth == 0 {
+				break
+			}
+		}
+	}
+	return found == len(keys)
 }
