@@ -35,11 +35,11 @@ func TestPodWebhookRejectsBadRequests(t *testing.T) {
 		wantCode    int32  // response.result.code; 0 means allowed
 		wantMsg     string // substring of the result message
 	}{
-		"not JSON":                    {body: "{", wantCode: http.StatusBadRequest},
-		"wrong content type":          {contentType: "text/plain", body: review(`{"uid":"1"}`), wantCode: http.StatusBadRequest},
-		"no object":                   {body: review(`{"uid":"1",` + podKind + `,"operation":"CREATE","namespace":"team"}`), wantCode: http.StatusBadRequest, wantMsg: "has no object"},
-		"object is not a pod":         {body: review(`{"uid":"1",` + podKind + `,"operation":"CREATE","namespace":"team","object":{"spec":5}}`), wantCode: http.StatusBadRequest, wantMsg: "decoding pod"},
-		"wrong kind":                  {body: review(`{"uid":"1","kind":{"group":"","version":"v1","kind":"Service"},"operation":"CREATE","namespace":"team","object":{}}`), wantCode: http.StatusBadRequest, wantMsg: "handles only v1 Pod"},
+		"not JSON":            {body: "{", wantCode: http.StatusBadRequest},
+		"wrong content type":  {contentType: "text/plain", body: review(`{"uid":"1"}`), wantCode: http.StatusBadRequest},
+		"no object":           {body: review(`{"uid":"1",` + podKind + `,"operation":"CREATE","namespace":"team"}`), wantCode: http.StatusBadRequest, wantMsg: "has no object"},
+		"object is not a pod": {body: review(`{"uid":"1",` + podKind + `,"operation":"CREATE","namespace":"team","object":{"spec":5}}`), wantCode: http.StatusBadRequest, wantMsg: "decoding pod"},
+		"wrong kind":          {body: review(`{"uid":"1","kind":{"group":"","version":"v1","kind":"Service"},"operation":"CREATE","namespace":"team","object":{}}`), wantCode: http.StatusBadRequest, wantMsg: "handles only v1 Pod"},
 		"huge body": {
 			body:     review(`{"uid":"1",` + podKind + `,"operation":"CREATE","namespace":"team","object":{"metadata":{"annotations":{"a":"` + strings.Repeat("x", 8<<20) + `"}}}}`),
 			wantCode: http.StatusRequestEntityTooLarge, wantMsg: "too large",
