@@ -253,8 +253,8 @@ func podReview(t *testing.T) []byte {
 	}
 	for _, name := range []string{"api", "nginx"} {
 		c := corev1.Container{Name: name, Image: "registry.example/" + name + ":1.4.2",
-			Ports:        []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
-			VolumeMounts: []corev1.VolumeMount{{Name: "config", MountPath: "/etc/" + name}},
+			Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+			VolumeMounts:   []corev1.VolumeMount{{Name: "config", MountPath: "/etc/" + name}},
 			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready"}}},
 		}
 		for i := 0; i < 12; i++ {
