@@ -102,7 +102,7 @@ func Check(svc, old *corev1.Service, view View) []Finding {
 		oldSel = EffectiveSelector(old)
 	}
 
-	denials := revisionKeyFindings(svc, sel)
+	denials := revisionKeyFindings(sel)
 	// A selector on a revision key is denied already; one naming a pod
 	// picks it on purpose.
 	revisionRules := len(denials) == 0 && !namesOnePod(sel)
@@ -116,6 +116,7 @@ func Check(svc, old *corev1.Service, view View) []Finding {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name))
 	})
 
+	newS, oldS := NewSelector(sel), NewSelector(oldSel)
 	var (
 		matchedWorkloads []*workloadCount
 		anyTemplate      bool
@@ -126,14 +127,14 @@ func Check(svc, old *corev1.Service, view View) []Finding {
 		if w.Namespace != svc.Namespace {
 			continue
 		}
-		c := count(w, sel, oldSel)
+		c := count(w, newS, oldS)
 		oldMatched += c.oldMatched
 		anyTemplate = anyTemplate || c.template
 		if c.matched > 0 {
 			matchedWorkloads = append(matchedWorkloads, c)
 		}
 		if revisionRules && w.Kind.Rolls() {
-			if f, ok := revisionFinding(svc, c, sel, oldSel); ok {
+			if f, ok := revisionFinding(svc, c, len(oldSel) > 0); ok {
 				denials = append(denials, f)
 			}
 		}
@@ -155,7 +156,7 @@ func Check(svc, old *corev1.Service, view View) []Finding {
 }
 
 // revisionKeyFindings denies every revision key in the selector.
-func revisionKeyFindings(svc *corev1.Service, sel map[string]string) []Finding {
+func revisionKeyFindings(sel map[string]string) []Finding {
 	var out []Finding
 	for _, k := range RevisionLabels {
 		if v, ok := sel[k]; ok {
@@ -203,27 +204,35 @@ type workloadCount struct {
 	unmatched []string
 }
 
-func count(w *Workload, sel, oldSel map[string]string) *workloadCount {
-	c := &workloadCount{w: w, template: w.TemplateLabels != nil && Matches(sel, w.TemplateLabels)}
-	byRevision := map[string]*revisionCount{}
+func count(w *Workload, newS, oldS Selector) *workloadCount {
+	c := &workloadCount{w: w, template: w.TemplateLabels != nil && newS.Matches(w.TemplateLabels)}
+	var r *revisionCount
 	for i := range w.Pods {
 		p := &w.Pods[i]
 		if !p.Live() {
 			continue
 		}
-		r := byRevision[p.Revision]
-		if r == nil {
-			r = &revisionCount{revision: p.Revision}
-			byRevision[p.Revision] = r
-			c.revisions = append(c.revisions, r)
+		// Pods come grouped by revision, and a workload has few revisions.
+		if r == nil || r.revision != p.Revision {
+			r = nil
+			for _, x := range c.revisions {
+				if x.revision == p.Revision {
+					r = x
+					break
+				}
+			}
+			if r == nil {
+				r = &revisionCount{revision: p.Revision}
+				c.revisions = append(c.revisions, r)
+			}
 		}
 		r.live++
 		c.live++
-		if Matches(sel, p.Labels) {
+		if newS.Matches(p.Labels) {
 			r.matched++
 			c.matched++
 		}
-		if len(oldSel) > 0 && Matches(oldSel, p.Labels) {
+		if len(oldS) > 0 && oldS.Matches(p.Labels) {
 			r.oldMatched++
 			c.oldMatched++
 		}
@@ -232,31 +241,46 @@ func count(w *Workload, sel, oldSel map[string]string) *workloadCount {
 
 	// Name the labels that the pods left out lack: the part of the selector
 	// the rollout has not delivered.
-	missed := map[string]bool{}
-	for _, r := range c.revisions {
-		missed[r.revision] = r.matched == 0
-	}
-	lacking := map[string]bool{}
-	for i := range w.Pods {
-		p := &w.Pods[i]
-		if !p.Live() || !missed[p.Revision] {
-			continue
-		}
-		for k, v := range sel {
-			if got, ok := p.Labels[k]; !ok || got != v {
-				lacking[k+"="+v] = true
+	missed := func(revision string) bool {
+		for _, r := range c.revisions {
+			if r.revision == revision {
+				return r.matched == 0
 			}
 		}
-		if len(lacking) == len(sel) {
+		return false
+	}
+	// The pods of a revision share their template's labels, so a sample of
+	// them names what is missing; it bounds the cost on big workloads.
+	const sample = 32
+	lacking := map[string]bool{}
+	sampled := 0
+	for i := range w.Pods {
+		p := &w.Pods[i]
+		if !p.Live() || !missed(p.Revision) {
+			continue
+		}
+		if sampled++; sampled > sample {
+			break
+		}
+		for _, kv := range newS {
+			if got, ok := p.Labels[kv.Key]; !ok || got != kv.Value {
+				lacking[kv.Key] = true
+			}
+		}
+		if len(lacking) == len(newS) {
 			break
 		}
 	}
-	c.unmatched = slices.Sorted(maps.Keys(lacking))
+	for _, kv := range newS {
+		if lacking[kv.Key] {
+			c.unmatched = append(c.unmatched, kv.Key+"="+kv.Value)
+		}
+	}
 	return c
 }
 
 // revisionFinding applies the revision rules to one rolling workload.
-func revisionFinding(svc *corev1.Service, c *workloadCount, sel, oldSel map[string]string) (Finding, bool) {
+func revisionFinding(svc *corev1.Service, c *workloadCount, update bool) (Finding, bool) {
 	var hit, missed []*revisionCount
 	for _, r := range c.revisions {
 		if r.matched > 0 {
@@ -289,7 +313,7 @@ func revisionFinding(svc *corev1.Service, c *workloadCount, sel, oldSel map[stri
 		lackText += " the selected labels"
 	}
 	current := ""
-	if len(oldSel) > 0 {
+	if update {
 		current = fmt.Sprintf("; the current selector matches %d", c.oldMatched)
 	}
 

@@ -105,7 +105,7 @@ func TestDecide(t *testing.T) {
 }
 
 func TestDecideDenialIsInvalidOnSelector(t *testing.T) {
-	key := revisionKeyFindings(service(nil), map[string]string{LabelPodTemplateHash: "7d9f8c"})
+	key := revisionKeyFindings(map[string]string{LabelPodTemplateHash: "7d9f8c"})
 	findings := append(key, Finding{Rule: RuleRevisionSubset, Deny: true, Message: "selector matches 16 of 140 pods", Field: selectorPath, Value: map[string]string{"app": "distributor"}})
 	d := Decide(findings, config.GuardModeEnforce, service(ringLabels))
 	if d.Err == nil {

@@ -16,6 +16,8 @@ package selectorguard
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -141,7 +143,8 @@ type View interface {
 	// Workloads returns the workloads in namespace that a Service with one of
 	// the selectors may route to. It must include every workload owning a pod
 	// that one of the selectors matches and every workload whose pod template
-	// one of them matches, each with all its pods; it may return more.
+	// one of them matches, each with all its pods; it may return more. The
+	// caller owns the returned slice (not the pods' label maps).
 	Workloads(namespace string, selectors ...map[string]string) []Workload
 }
 
@@ -229,6 +232,33 @@ func (f Finding) FieldError() *field.Error {
 func Matches(sel, labels map[string]string) bool {
 	for k, v := range sel {
 		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Selector is a Service selector prepared for matching many label sets:
+// ranging over a slice is much cheaper than over a map.
+type Selector []LabelPair
+
+// LabelPair is one key=value of a Selector.
+type LabelPair struct{ Key, Value string }
+
+// NewSelector prepares sel, in key order.
+func NewSelector(sel map[string]string) Selector {
+	out := make(Selector, 0, len(sel))
+	for k, v := range sel {
+		out = append(out, LabelPair{k, v})
+	}
+	slices.SortFunc(out, func(a, b LabelPair) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+// Matches reports whether labels satisfy the selector, as Matches does.
+func (s Selector) Matches(labels map[string]string) bool {
+	for _, p := range s {
+		if got, ok := labels[p.Key]; !ok || got != p.Value {
 			return false
 		}
 	}

@@ -12,8 +12,10 @@ import (
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
@@ -56,10 +58,13 @@ func TestSetupAgainstAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	env := &envtest.Environment{WebhookInstallOptions: envtest.WebhookInstallOptions{
-		LocalServingHost:   "127.0.0.1",
-		ValidatingWebhooks: []*admissionregv1.ValidatingWebhookConfiguration{webhookConfiguration()},
-	}}
+	env := &envtest.Environment{
+		CRDs: []*apiextensionsv1.CustomResourceDefinition{rolloutCRD()},
+		WebhookInstallOptions: envtest.WebhookInstallOptions{
+			LocalServingHost:   "127.0.0.1",
+			ValidatingWebhooks: []*admissionregv1.ValidatingWebhookConfiguration{webhookConfiguration()},
+		},
+	}
 	restCfg, err := env.Start()
 	if err != nil {
 		t.Fatalf("starting the control plane: %v", err)
@@ -87,8 +92,8 @@ func TestSetupAgainstAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Setup: %v", err)
 	}
-	if g.WatchesRollouts() {
-		t.Error("watching Rollouts without their CRD")
+	if !g.WatchesRollouts() {
+		t.Error("not watching Rollouts although their CRD is installed")
 	}
 	if g.Ready(nil) == nil {
 		t.Error("ready before the cache started")
@@ -175,11 +180,56 @@ func TestSetupAgainstAPIServer(t *testing.T) {
 		t.Errorf("warnings on a Service that selects the whole Deployment: %q", w)
 	}
 
+	// An Argo Rollout rolling out revision bbb (2 pods, tier=v2) over aaa
+	// (6 pods).
+	must(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}))
+	web := &unstructured.Unstructured{Object: map[string]any{
+		"spec": map[string]any{
+			"replicas": int64(8),
+			"selector": map[string]any{"matchLabels": map[string]any{"app": "web"}},
+			"template": map[string]any{"metadata": map[string]any{"labels": map[string]any{"app": "web", "tier": "v2"}}},
+		},
+		"status": map[string]any{"currentPodHash": "bbb"},
+	}}
+	web.SetGroupVersionKind(RolloutGVK)
+	web.SetNamespace("shop")
+	web.SetName("web")
+	must(c.Create(ctx, web))
+	for i, rev := range []struct {
+		hash   string
+		n      int
+		labels map[string]string
+	}{{"aaa", 6, map[string]string{"app": "web"}}, {"bbb", 2, map[string]string{"app": "web", "tier": "v2"}}} {
+		labels := with(rev.labels, "rollouts-pod-template-hash", rev.hash)
+		rs := &appsv1.ReplicaSet{
+			ObjectMeta: metav1.ObjectMeta{
+				Namespace: "shop", Name: "web-" + rev.hash, Labels: labels,
+				Annotations:     map[string]string{"rollout.argoproj.io/revision": fmt.Sprint(i + 1)},
+				OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(web, RolloutGVK)},
+			},
+			Spec: appsv1.ReplicaSetSpec{
+				Replicas: ptr.To(int32(rev.n)),
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: d.Spec.Template.Spec},
+			},
+		}
+		must(c.Create(ctx, rs))
+		for p := range rev.n {
+			must(c.Create(ctx, &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{
+					Namespace: "shop", Name: fmt.Sprintf("%s-%d", rs.Name, p), Labels: labels,
+					OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))},
+				},
+				Spec: d.Spec.Template.Spec,
+			}))
+		}
+	}
+
 	// The informers see every pod, lean.
 	deadline := time.Now().Add(30 * time.Second)
-	for len(g.view.s.Pods.List()) < 16 {
+	for len(g.view.s.Pods.List()) < 24 || len(g.view.s.Rollouts.List()) < 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the cache holds %d of 16 pods", len(g.view.s.Pods.List()))
+			t.Fatalf("the cache holds %d of 24 pods and %d of 1 Rollout", len(g.view.s.Pods.List()), len(g.view.s.Rollouts.List()))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -208,6 +258,28 @@ func TestSetupAgainstAPIServer(t *testing.T) {
 	must(c.Update(ctx, svc))
 	if w := seen.take(); len(w) != 1 || !strings.Contains(w[0], `admitted by netguard.io/allow-subset-selector (reason: "testing the override")`) {
 		t.Errorf("warnings = %q", w)
+	}
+
+	// A Service that selects the Rollout's new revision only is denied.
+	webSvc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "web", "tier": "v2"}, Ports: []corev1.ServicePort{{Port: 80}}},
+	}
+	err = c.Create(ctx, webSvc)
+	want = "selector matches 2 of 8 pods of Rollout shop/web (only revision bbb; 6 pods of revision aaa lack tier=v2)"
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), want) {
+		t.Errorf("Service on the Rollout's new revision: got %v, want a denial containing %q", err, want)
+	}
+	// Argo's own active Service, pinned to a revision, and Argo moving it.
+	active := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-active", Annotations: map[string]string{"argo-rollouts.argoproj.io/managed-by-rollouts": "web"}},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "web", "rollouts-pod-template-hash": "aaa"}, Ports: []corev1.ServicePort{{Port: 80}}},
+	}
+	must(c.Create(ctx, active))
+	active.Spec.Selector["rollouts-pod-template-hash"] = "bbb"
+	must(c.Update(ctx, active))
+	if w := seen.take(); len(w) != 0 {
+		t.Errorf("warnings on Argo's Service: %q", w)
 	}
 
 	// A Deployment update that drops the selected label warns.
@@ -246,6 +318,24 @@ func webhookConfiguration() *admissionregv1.ValidatingWebhookConfiguration {
 				Operations: []admissionregv1.OperationType{admissionregv1.Update},
 				Rule:       admissionregv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments", "statefulsets", "daemonsets"}},
 			}),
+		},
+	}
+}
+
+// rolloutCRD is a minimal CustomResourceDefinition for Argo Rollouts.
+func rolloutCRD() *apiextensionsv1.CustomResourceDefinition {
+	return &apiextensionsv1.CustomResourceDefinition{
+		ObjectMeta: metav1.ObjectMeta{Name: "rollouts.argoproj.io"},
+		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
+			Group: RolloutGVK.Group,
+			Names: apiextensionsv1.CustomResourceDefinitionNames{Kind: "Rollout", ListKind: "RolloutList", Plural: "rollouts", Singular: "rollout"},
+			Scope: apiextensionsv1.NamespaceScoped,
+			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
+				Name: RolloutGVK.Version, Served: true, Storage: true,
+				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
+					Type: "object", XPreserveUnknownFields: ptr.To(true),
+				}},
+			}},
 		},
 	}
 }

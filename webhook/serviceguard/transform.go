@@ -47,8 +47,8 @@ func internLabels(in map[string]string) map[string]string {
 	return out
 }
 
-// keepLabels copies only the given keys of labels.
-func keepLabels(in map[string]string, keys ...string) map[string]string {
+// keepKeys copies only the given keys of a label or annotation map, interned.
+func keepKeys(in map[string]string, keys ...string) map[string]string {
 	var out map[string]string
 	for _, k := range keys {
 		if v, ok := in[k]; ok {
@@ -133,8 +133,8 @@ func TransformReplicaSet(obj any) (any, error) {
 		return obj, nil
 	}
 	out := &appsv1.ReplicaSet{ObjectMeta: leanMeta(&rs.ObjectMeta)}
-	out.Labels = keepLabels(rs.Labels, selectorguard.LabelPodTemplateHash, selectorguard.LabelRolloutsPodTemplateHash)
-	out.Annotations = keepLabels(rs.Annotations, deploymentRevisionAnnotation, rolloutRevisionAnnotation)
+	out.Labels = keepKeys(rs.Labels, selectorguard.LabelPodTemplateHash, selectorguard.LabelRolloutsPodTemplateHash)
+	out.Annotations = keepKeys(rs.Annotations, deploymentRevisionAnnotation, rolloutRevisionAnnotation)
 	out.Spec.Replicas = rs.Spec.Replicas
 	out.Spec.Template.Labels = internLabels(rs.Spec.Template.Labels)
 	return out, nil

@@ -91,6 +91,7 @@ func (v *ClusterView) Workloads(namespace string, selectors ...map[string]string
 		if len(sel) == 0 {
 			continue
 		}
+		matcher := selectorguard.NewSelector(sel)
 		for _, obj := range v.candidates(v.s.Pods, IndexLabel, namespace, sel) {
 			p, ok := obj.(*corev1.Pod)
 			if !ok {
@@ -103,7 +104,7 @@ func (v *ClusterView) Workloads(namespace string, selectors ...map[string]string
 					continue
 				}
 			}
-			if selectorguard.Matches(sel, p.Labels) {
+			if matcher.Matches(p.Labels) {
 				b.addPod(p, ref)
 			}
 		}
