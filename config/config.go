@@ -24,6 +24,8 @@ type Config struct {
 	DNSProxy DNSProxyConfig `json:"dnsProxy"`
 	// ServiceGuard is the Service selector guard.
 	ServiceGuard ServiceGuardConfig `json:"serviceGuard"`
+	// Conflicts detects controllers fighting over a Service.
+	Conflicts ConflictsConfig `json:"conflicts"`
 }
 
 // NamespaceMode says how namespaces are selected.
@@ -106,6 +108,7 @@ func Default() *Config {
 		},
 		DNSProxy:     defaultDNSProxy(),
 		ServiceGuard: defaultServiceGuard(),
+		Conflicts:    defaultConflicts(),
 	}
 }
 

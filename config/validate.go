@@ -21,6 +21,7 @@ func (c *Config) Validate() field.ErrorList {
 	errs = append(errs, c.DNS.validate(field.NewPath("dns"))...)
 	errs = append(errs, c.DNSProxy.validate(field.NewPath("dnsProxy"))...)
 	errs = append(errs, c.ServiceGuard.validate(field.NewPath("serviceGuard"))...)
+	errs = append(errs, c.Conflicts.validate(field.NewPath("conflicts"))...)
 	return errs
 }
 

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/webhook/conflicts"
 	"github.com/netguard-io/netguard/webhook/serviceguard"
 )
 
@@ -80,9 +81,15 @@ func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (manager
 		Handler: NewPodMutator(cfg, mgr.GetClient(), dns, opts.Version, decoder),
 	})
 
-	// The Service selector guard registers its own handlers, cache and
-	// readiness check (ready once its cache has synced).
-	if _, err := serviceguard.Setup(mgr, cfg); err != nil {
+	// The conflict detector and the Service selector guard register their
+	// own handlers, caches and readiness checks (ready once synced). The
+	// detector wraps the guard's Service handler so that it sees every
+	// Service update, also those the guard skips.
+	detector, err := conflicts.Setup(mgr, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("setting up the conflict detector: %w", err)
+	}
+	if _, err := serviceguard.Setup(mgr, cfg, detector.WrapServiceHandler); err != nil {
 		return nil, fmt.Errorf("setting up the service guard: %w", err)
 	}
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/internal/manifest"
+	pconflicts "github.com/netguard-io/netguard/policies/conflicts"
 	sg "github.com/netguard-io/netguard/policies/selectorguard"
 )
 
@@ -107,6 +108,11 @@ func runCheck(opts *checkOptions, cfg *config.Config, out io.Writer) (int, error
 				action = fmt.Sprintf("%s by %s=%q", action, sg.AllowSubsetAnnotation, d.OverrideReason)
 			}
 			fmt.Fprintf(out, "%s: %s: %s\n", s.doc, action, o.Finding.Message)
+		}
+		if cfg.Conflicts.Enabled {
+			for _, h := range pconflicts.OfflineHints(s.svc) {
+				fmt.Fprintf(out, "%s: hint: %s\n", s.doc, h)
+			}
 		}
 		if !d.Allowed {
 			denied++

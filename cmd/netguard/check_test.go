@@ -63,6 +63,10 @@ func TestCheck(t *testing.T) {
 			file:     "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n  selector: {app: a, pod-template-hash: 5b6c4d}\n",
 			wantCode: 1, wantOut: []string{"pod-template-hash"},
 		},
+		"a LoadBalancer without a class gets a hint": {
+			file:     "apiVersion: v1\nkind: Service\nmetadata: {name: lb}\nspec:\n  type: LoadBalancer\n  selector: {app: a}\n",
+			wantCode: 0, wantOut: []string{"hint:", "spec.loadBalancerClass"},
+		},
 		"a selector that matches nothing warns": {
 			file:     "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec:\n  selector: {app: nothing}\n",
 			wantCode: 0, wantOut: []string{"warned", "matches no pods"},

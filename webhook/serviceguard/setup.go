@@ -64,7 +64,11 @@ type Guard struct {
 //
 // With the guard disabled in cfg, Setup registers handlers that admit
 // everything and starts no informer.
-func Setup(mgr manager.Manager, cfg *config.Config) (*Guard, error) {
+//
+// wrap, if given, wraps the Service handler (in order), so that other
+// Service checks, such as the conflict detector, see every Service request,
+// including those the guard skips.
+func Setup(mgr manager.Manager, cfg *config.Config, wrap ...func(admission.Handler) admission.Handler) (*Guard, error) {
 	ctx := context.Background()
 	log := mgr.GetLogger().WithName("serviceguard")
 	srv := mgr.GetWebhookServer()
@@ -72,7 +76,7 @@ func Setup(mgr manager.Manager, cfg *config.Config) (*Guard, error) {
 		off := admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
 			return admission.Allowed("service guard disabled")
 		})
-		srv.Register(ServicePath, &webhook.Admission{Handler: off})
+		srv.Register(ServicePath, &webhook.Admission{Handler: wrapped(off, wrap)})
 		srv.Register(WorkloadPath, &webhook.Admission{Handler: off})
 		return &Guard{disabled: true}, nil
 	}
@@ -158,7 +162,7 @@ func Setup(mgr manager.Manager, cfg *config.Config) (*Guard, error) {
 	}
 	g.view = NewClusterView(s)
 
-	srv.Register(ServicePath, &webhook.Admission{Handler: NewServiceHandler(g.view, cfg, g.Synced)})
+	srv.Register(ServicePath, &webhook.Admission{Handler: wrapped(NewServiceHandler(g.view, cfg, g.Synced), wrap)})
 	srv.Register(WorkloadPath, &webhook.Admission{Handler: NewWorkloadHandler(g.view, cfg, g.Synced)})
 	if err := mgr.Add(cacheRunnable{c}); err != nil {
 		return nil, fmt.Errorf("adding the service guard cache: %w", err)
@@ -234,4 +238,11 @@ func (g *Guard) Ready(_ *http.Request) error {
 		return errors.New("service guard cache not synced")
 	}
 	return nil
+}
+
+func wrapped(h admission.Handler, wraps []func(admission.Handler) admission.Handler) admission.Handler {
+	for _, w := range wraps {
+		h = w(h)
+	}
+	return h
 }
