@@ -22,17 +22,17 @@ build: ## Build bin/netguard.
 deps: ## Install the Debian packages the tests use (etcd, nginx, dnsmasq, dnsperf, iptables).
 	@hack/install-deps.sh
 
-assets: deps ## Build (once per machine) and print the envtest assets directory.
-	@hack/envtest-assets.sh
+assets: deps ## Build (once per machine) kube-apiserver and helm; print the envtest assets directory.
+	@hack/helm.sh >/dev/null && hack/envtest-assets.sh
 
 lint: ## gofmt and go vet.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-test: deps ## Run every test: unit, fuzz seeds and short fuzzing, envtest integration, network-namespace e2e.
-	@assets=$$(hack/envtest-assets.sh) && \
+test: deps ## Run every test: unit, fuzz seeds and short fuzzing, envtest integration, chart, network-namespace e2e.
+	@assets=$$(hack/envtest-assets.sh) && helm=$$(hack/helm.sh) && \
 	  $(MAKE) --no-print-directory lint && \
-	  KUBEBUILDER_ASSETS=$$assets NETGUARD_REQUIRE_ENVTEST=1 $(GO) test -count=1 -timeout 30m ./... && \
+	  KUBEBUILDER_ASSETS=$$assets HELM=$$helm NETGUARD_REQUIRE_ENVTEST=1 $(GO) test -count=1 -timeout 30m ./... && \
 	  $(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
 
 unit: ## Unit tests only (no control plane, no network namespaces).

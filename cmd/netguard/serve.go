@@ -24,6 +24,9 @@ type serveOptions struct {
 	server     webhook.Options
 	kubeconfig string
 	zap        zap.Options
+	// selfManagedTLS is the CA and serving certificate netguard keeps
+	// itself when cert-manager is not installed.
+	selfManagedTLS selfManagedTLSOptions
 }
 
 // runServeFunc runs the server; tests pass their own to check flag and file
@@ -40,7 +43,10 @@ func newServeCommand(root *rootOptions, run runServeFunc) *cobra.Command {
   /validate-v1-service  the Service selector guard (Service CREATE, UPDATE)
 
 TLS certificates are read from --cert-dir (tls.crt, tls.key) and reloaded
-when they change. Metrics are served on --metrics-bind-address, /healthz
+when they change (cert-manager renews them). Without cert-manager,
+--self-managed-tls keeps a CA in a Secret, issues and renews the serving
+certificate itself, and writes the caBundle of netguard's own webhook
+configurations. Metrics are served on --metrics-bind-address, /healthz
 and /readyz on --health-probe-bind-address.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -58,6 +64,7 @@ and /readyz on --health-probe-bind-address.`,
 	f.StringVar(&opts.server.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	f.DurationVar(&opts.server.GracefulShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight requests may take to finish after SIGTERM")
 	f.StringVar(&opts.kubeconfig, "kubeconfig", "", "kubeconfig file; in-cluster configuration when empty")
+	addSelfManagedTLSFlags(f, &opts.selfManagedTLS)
 	bindZapFlags(f, &opts.zap)
 	return cmd
 }
@@ -80,6 +87,9 @@ func runServe(ctx context.Context, opts *serveOptions, cfg *config.Config) error
 	opts.server.Version = version.Get()
 	mgr, err := webhook.NewManager(restCfg, opts.server, cfg)
 	if err != nil {
+		return err
+	}
+	if err := opts.selfManagedTLS.setup(mgr, cfg); err != nil {
 		return err
 	}
 	log.Info("Starting netguard", "version", opts.server.Version, "port", opts.server.Port, "namespaceMode", cfg.Namespaces.Mode)

@@ -129,8 +129,12 @@ func (in *injector) processNext(ctx context.Context) bool {
 	in.synced, in.lastErr = true, err
 	in.mu.Unlock()
 	if err != nil {
-		caBundleErrors.Inc()
-		in.log.Error(err, "Updating caBundle failed; retrying")
+		if transient(err) {
+			in.log.V(1).Info("caBundle pass to be retried", "reason", err.Error())
+		} else {
+			caBundleErrors.Inc()
+			in.log.Error(err, "Updating caBundle failed; retrying")
+		}
 		in.queue.AddRateLimited(key)
 		return true
 	}
@@ -140,6 +144,22 @@ func (in *injector) processNext(ctx context.Context) bool {
 		in.queue.AddAfter(key, next.Sub(in.now())+time.Second)
 	}
 	return true
+}
+
+// transient reports whether every error in err is one the next pass
+// resolves by itself: no CA yet (the authority is about to write it) or a
+// write conflict (the configuration changed since it was read; the change
+// triggers the next pass).
+func transient(err error) bool {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			if !transient(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return errors.Is(err, errNoCA) || apierrors.IsConflict(err)
 }
 
 // errNoCA means the authority has not written the CA Secret yet; the

@@ -105,7 +105,10 @@ clientConfig:
     port: 443
 {{- end -}}
 
-{{/* Annotations that have cert-manager's cainjector fill in caBundle. */}}
+{{/*
+metadata.annotations of the webhook configurations: with cert-manager,
+cainjector copies the serving Certificate's CA into every caBundle.
+*/}}
 {{- define "netguard.caInjection" -}}
 {{- if .Values.certManager.enabled }}
 annotations:
@@ -129,6 +132,24 @@ settings given a value are written; netguard has defaults for the rest.
   "namespaces" $namespaces
   "dns" (dict "ndots" $v.dns.ndots "search" $search)
   "dnsProxy" $dnsProxy
-  "serviceGuard" (dict "enabled" $v.serviceGuard.enabled "mode" $v.serviceGuard.mode) -}}
-{{- toYaml (mustMerge $typed (deepCopy (default dict $v.config))) -}}
+  "serviceGuard" (dict "enabled" $v.serviceGuard.enabled "mode" $v.serviceGuard.mode)
+  "conflicts" (dict "enabled" $v.conflicts.enabled "mode" $v.conflicts.mode) -}}
+{{- $config := deepCopy (default dict $v.config) -}}
+{{- $_ := include "netguard.mergeInto" (list $config $typed) -}}
+{{- toYaml $config -}}
+{{- end -}}
+
+{{/*
+mergeInto sets every key of the second map into the first, recursing into
+maps present in both. Unlike sprig's merge it also writes false, 0 and "".
+*/}}
+{{- define "netguard.mergeInto" -}}
+{{- $dst := index . 0 -}}
+{{- range $k, $v := index . 1 -}}
+{{- if and (kindIs "map" $v) (kindIs "map" (get $dst $k)) -}}
+{{- $_ := include "netguard.mergeInto" (list (get $dst $k) $v) -}}
+{{- else -}}
+{{- $_ := set $dst $k $v -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
