@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"time"
 )
 
@@ -24,6 +23,11 @@ const (
 	DefaultMaxInFlight = 1024
 	// DefaultMetricsAddr serves /metrics, /healthz and /readyz.
 	DefaultMetricsAddr = "127.0.0.1:9153"
+	// DefaultListeners is one UDP socket and poll loop. One loop forwards
+	// well over 10k queries per second on one core, far more than a
+	// sidecar sees; and measured on 2 cores shared with the clients and
+	// the upstream, one loop beat two (larger batches, fewer wakeups).
+	DefaultListeners = 1
 )
 
 // Config is the forwarder's configuration. The zero value of every field
@@ -49,8 +53,8 @@ type Config struct {
 	// and the cluster DNS server caches already.
 	CacheSize int
 	// Listeners is the number of UDP sockets bound to Listen with
-	// SO_REUSEPORT, each with its own reader, so the kernel spreads queries
-	// over cores. Defaults to GOMAXPROCS.
+	// SO_REUSEPORT, each served by its own loop, so the kernel spreads
+	// clients over cores when one core is not enough. Defaults to 1.
 	Listeners int
 	// MetricsAddr serves /metrics, /healthz and /readyz. Empty disables it.
 	MetricsAddr string
@@ -71,7 +75,7 @@ func (cfg Config) withDefaults() Config {
 		cfg.MaxInFlight = DefaultMaxInFlight
 	}
 	if cfg.Listeners == 0 {
-		cfg.Listeners = runtime.GOMAXPROCS(0)
+		cfg.Listeners = DefaultListeners
 	}
 	return cfg
 }

@@ -315,8 +315,9 @@ func distinct(ports []int) int {
 	return len(set)
 }
 
-
-func testLogger(t *testing.T) logr.Logger { return testr.NewWithOptions(t, testr.Options{Verbosity: 0}) }
+func testLogger(t *testing.T) logr.Logger {
+	return testr.NewWithOptions(t, testr.Options{Verbosity: 0})
+}
 
 // testLoggerF discards: fuzzing logs nothing worth reading per input.
 func testLoggerF(testing.TB) logr.Logger { return logr.Discard() }

@@ -120,7 +120,7 @@ func (p *Proxy) Ready() bool { return p.ready.Load() }
 
 // Run binds the listeners and serves until ctx is cancelled or a listener
 // fails. On cancellation it stops reading, lets in-flight queries finish
-// (each is bounded by Deadline), and returns nil.
+// (each is bounded by Deadline), and returns nil. A Proxy runs once.
 func (p *Proxy) Run(ctx context.Context) error {
 	udp, tcp, bound, err := p.listen(ctx)
 	if err != nil {
@@ -338,4 +338,3 @@ func (p *Proxy) observe(reply []byte, start time.Time) {
 	p.m.responses[reply[3]&rcodeMask].Inc()
 	p.m.duration.Observe(time.Since(start).Seconds())
 }
-

@@ -25,8 +25,8 @@ import (
 // read with recvmmsg and replies sent with sendmmsg, many per call. There
 // is no goroutine, netpoller registration or allocation per query. The
 // goroutine-per-query path (connListener) makes about twice the calls.
-// Loops run one per SO_REUSEPORT socket, so the kernel spreads clients
-// over cores.
+// Loops run one per SO_REUSEPORT socket (Config.Listeners), so the kernel
+// can spread clients over cores.
 
 const (
 	// batch is the most messages one recvmmsg or sendmmsg call moves.

@@ -21,13 +21,17 @@ func TestParseQuery(t *testing.T) {
 		wantErr error
 		want    query
 	}{
-		"plain":             {msg: plain, want: query{hasOPT: false, udpSize: 512}},
-		"EDNS0 with DO":     {msg: withEDNS, want: query{hasOPT: true, do: true, udpSize: 4096}},
-		"EDNS0 size < 512":  {msg: smallEDNS, want: query{hasOPT: true, udpSize: 512}},
-		"two OPT records":   {msg: twoOPT, wantErr: errFormat},
-		"response":          {msg: func() *dns.Msg { m := question("a.test", dns.TypeA); m.Response = true; return m }(), wantErr: errNotQuery},
-		"opcode NOTIFY":     {msg: func() *dns.Msg { m := question("a.test", dns.TypeSOA); m.Opcode = dns.OpcodeNotify; return m }(), wantErr: errNotImplemented},
-		"answer in a query": {msg: func() *dns.Msg { m := question("a.test", dns.TypeA); m.Answer = []dns.RR{&dns.A{Hdr: rrHeader("a.test.", dns.TypeA, 1)}}; return m }(), want: query{udpSize: 512}},
+		"plain":            {msg: plain, want: query{hasOPT: false, udpSize: 512}},
+		"EDNS0 with DO":    {msg: withEDNS, want: query{hasOPT: true, do: true, udpSize: 4096}},
+		"EDNS0 size < 512": {msg: smallEDNS, want: query{hasOPT: true, udpSize: 512}},
+		"two OPT records":  {msg: twoOPT, wantErr: errFormat},
+		"response":         {msg: func() *dns.Msg { m := question("a.test", dns.TypeA); m.Response = true; return m }(), wantErr: errNotQuery},
+		"opcode NOTIFY":    {msg: func() *dns.Msg { m := question("a.test", dns.TypeSOA); m.Opcode = dns.OpcodeNotify; return m }(), wantErr: errNotImplemented},
+		"answer in a query": {msg: func() *dns.Msg {
+			m := question("a.test", dns.TypeA)
+			m.Answer = []dns.RR{&dns.A{Hdr: rrHeader("a.test.", dns.TypeA, 1)}}
+			return m
+		}(), want: query{udpSize: 512}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the demo use, if missing:
-# etcd (control plane), nginx, dnsmasq and dnsperf (DNS tests and
+# etcd (control plane), nginx, dnsmasq, dnsperf and curl (DNS tests and
 # benchmarks), iproute2 and iptables (network namespaces), dig.
 set -euo pipefail
-pkgs=(etcd-server nginx-light dnsmasq-base dnsperf iproute2 iptables dnsutils)
+pkgs=(etcd-server nginx-light dnsmasq-base dnsperf iproute2 iptables dnsutils curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

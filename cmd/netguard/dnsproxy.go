@@ -66,9 +66,8 @@ finish.`,
 
   # Forward to the cluster DNS Service, listening where nginx expects it
   netguard dns-proxy --listen 127.0.0.1:8053 --upstream 10.96.0.10`,
-		Args:          cobra.NoArgs,
-		SilenceUsage:  true,
-		SilenceErrors: false,
+		Args:         cobra.NoArgs,
+		SilenceUsage: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := opts.config()
 			if err != nil {
@@ -93,8 +92,8 @@ finish.`,
 		"Most queries forwarded at once; further queries are answered SERVFAIL at once.")
 	fs.IntVar(&opts.cacheSize, "cache-size", 0,
 		"Answers kept in a TTL-honouring cache (negative answers per RFC 2308). 0, the default, disables it: the sidecar exists for fresh answers and the cluster DNS caches already.")
-	fs.IntVar(&opts.listeners, "listeners", 0,
-		"UDP sockets bound to --listen with SO_REUSEPORT, one reader each. 0 means one per CPU (GOMAXPROCS).")
+	fs.IntVar(&opts.listeners, "listeners", dnsproxy.DefaultListeners,
+		"UDP sockets bound to --listen with SO_REUSEPORT, each served by its own loop; raise it only when one core is not enough.")
 	fs.StringVar(&opts.metricsAddr, "metrics-bind-address", dnsproxy.DefaultMetricsAddr,
 		`Address serving /metrics, /healthz and /readyz; "0" disables it.`)
 
@@ -114,8 +113,8 @@ func (o *dnsProxyOptions) config() (dnsproxy.Config, error) {
 	if metricsAddr == "0" {
 		metricsAddr = ""
 	}
-	if o.listeners < 0 {
-		return dnsproxy.Config{}, fmt.Errorf("--listeners must be 0 or more, got %d", o.listeners)
+	if o.listeners <= 0 {
+		return dnsproxy.Config{}, fmt.Errorf("--listeners must be positive, got %d", o.listeners)
 	}
 	if o.maxInFlight <= 0 {
 		return dnsproxy.Config{}, fmt.Errorf("--max-in-flight must be positive, got %d", o.maxInFlight)
