@@ -65,6 +65,12 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		webhookErrors.WithLabelValues("pod", "decode").Inc()
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("admission request %s has no object", req.UID))
 	}
+	// The API server sends JSON; the decoder would also take YAML, which
+	// no patch could then be computed against.
+	if t := bytes.TrimLeft(req.Object.Raw, " \t\r\n"); len(t) == 0 || t[0] != '{' || !json.Valid(t) {
+		webhookErrors.WithLabelValues("pod", "decode").Inc()
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: admission request %s: object is not a JSON object", req.UID))
+	}
 	pod := &corev1.Pod{}
 	if err := m.decoder.DecodeRaw(req.Object, pod); err != nil {
 		webhookErrors.WithLabelValues("pod", "decode").Inc()
