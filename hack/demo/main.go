@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -71,15 +72,32 @@ func run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	server, err := cp.StartServer(ctx, bin, "")
+	step("Installing the Helm chart (helm template charts/netguard, no cert-manager) into the local control plane")
+	objects, err := renderChart()
+	if err != nil {
+		return err
+	}
+	webhooks, configYAML, err := applyChart(ctx, cp, objects)
+	if err != nil {
+		return err
+	}
+	configFile := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(configFile, configYAML, 0o600); err != nil {
+		return err
+	}
+	server, err := cp.StartServer(ctx, bin, configFile)
 	if err != nil {
 		return err
 	}
 	defer server.Stop()
-	if err := cp.InstallPodWebhook(ctx, framework.OptIn); err != nil {
-		return err
+	// No kubelet runs here, so netguard runs as a local process with the
+	// chart's settings, and the chart's webhook configurations point at it.
+	for _, wh := range webhooks {
+		if err := cp.Client.Create(ctx, wh); err != nil {
+			return fmt.Errorf("creating %s: %w", wh.GetName(), err)
+		}
 	}
-	fmt.Printf("  webhook at %s, cluster DNS %s discovered from kube-system/kube-dns\n", cp.WebhookURL("/mutate-v1-pod"), clusterDNS)
+	fmt.Printf("  netguard serve runs locally with the chart's config.yaml; webhooks at %s, cluster DNS %s discovered from kube-system/kube-dns\n", cp.WebhookURL(""), clusterDNS)
 
 	step("Creating namespace team (label netguard.io/inject=enabled) and namespace legacy (no label)")
 	if _, err := cp.CreateNamespace(ctx, "team", map[string]string{"netguard.io/inject": "enabled"}); err != nil {
@@ -100,7 +118,10 @@ func run(ctx context.Context) error {
 			return err
 		}
 	}
-	step("Done: pods in opted-in namespaces resolve with single-request-reopen, ndots:2 and no leaked search domains; nginx pods get the fresh-port DNS sidecar")
+	if err := showServiceGuard(ctx, cp); err != nil {
+		return err
+	}
+	step("Done: pods in opted-in namespaces resolve with single-request-reopen, ndots:2 and no leaked search domains; nginx pods get the fresh-port DNS sidecar; a Service selector that matches one rollout revision is denied")
 	return nil
 }
 

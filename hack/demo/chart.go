@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/netguard-io/netguard/internal/manifest"
+	"github.com/netguard-io/netguard/test/framework"
+)
+
+// renderChart renders charts/netguard as `helm install` would, with
+// netguard's self-managed TLS instead of cert-manager.
+func renderChart() ([]manifest.Document, error) {
+	helm, err := exec.Command("hack/helm.sh").Output()
+	if err != nil {
+		return nil, fmt.Errorf("finding helm (hack/helm.sh): %w", err)
+	}
+	out, err := exec.Command(strings.TrimSpace(string(helm)), "template", "netguard", "charts/netguard",
+		"--namespace", "netguard", "--set", "certManager.enabled=false").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("helm template: %w\n%s", err, out)
+	}
+	return manifest.Read(bytes.NewReader(out), "helm template charts/netguard")
+}
+
+// applyChart creates the rendered objects. It returns the webhook
+// configurations, pointed at the local server, to create once netguard is
+// ready, and the settings file from the chart's ConfigMap.
+func applyChart(ctx context.Context, cp *framework.ControlPlane, docs []manifest.Document) ([]client.Object, []byte, error) {
+	var webhooks []client.Object
+	var config []byte
+	for _, doc := range docs {
+		obj := doc.Object
+		if obj == nil {
+			continue
+		}
+		switch obj.GetKind() {
+		case "MutatingWebhookConfiguration":
+			wh := &admissionregv1.MutatingWebhookConfiguration{}
+			if err := fromUnstructured(obj, wh); err != nil {
+				return nil, nil, err
+			}
+			for i := range wh.Webhooks {
+				pointAt(cp, &wh.Webhooks[i].ClientConfig)
+			}
+			webhooks = append(webhooks, wh)
+			fmt.Printf("  %s %s: %d webhook(s), pointed at the local server\n", obj.GetKind(), obj.GetName(), len(wh.Webhooks))
+			continue
+		case "ValidatingWebhookConfiguration":
+			wh := &admissionregv1.ValidatingWebhookConfiguration{}
+			if err := fromUnstructured(obj, wh); err != nil {
+				return nil, nil, err
+			}
+			for i := range wh.Webhooks {
+				pointAt(cp, &wh.Webhooks[i].ClientConfig)
+			}
+			webhooks = append(webhooks, wh)
+			fmt.Printf("  %s %s: %d webhook(s), pointed at the local server\n", obj.GetKind(), obj.GetName(), len(wh.Webhooks))
+			continue
+		case "ConfigMap":
+			data, _, _ := unstructured.NestedString(obj.Object, "data", "config.yaml")
+			config = []byte(data)
+		}
+		if err := cp.Client.Create(ctx, obj); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", doc, err)
+		}
+		fmt.Printf("  created %s %s\n", obj.GetKind(), obj.GetName())
+	}
+	if config == nil {
+		return nil, nil, fmt.Errorf("the chart rendered no ConfigMap with config.yaml")
+	}
+	return webhooks, config, nil
+}
+
+func pointAt(cp *framework.ControlPlane, cc *admissionregv1.WebhookClientConfig) {
+	path := ""
+	if cc.Service != nil && cc.Service.Path != nil {
+		path = *cc.Service.Path
+	}
+	url := cp.WebhookURL(path)
+	cc.Service, cc.URL, cc.CABundle = nil, &url, cp.CAData
+}
+
+func fromUnstructured(obj *unstructured.Unstructured, out any) error {
+	return runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, out)
+}
