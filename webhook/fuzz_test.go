@@ -1,8 +1,11 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -12,7 +15,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/policies/podpolicy"
@@ -75,13 +80,14 @@ func FuzzPodAdmission(f *testing.F) {
 		if err != nil {
 			t.Fatalf("patch does not apply to the object: %v\nobject: %s\npatch: %s", err, raw, ops)
 		}
+		// Decoded case-sensitively, as the API server and the handler do.
 		var pod corev1.Pod
-		if err := json.Unmarshal(mutated, &pod); err != nil {
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(mutated, &pod); err != nil {
 			t.Fatalf("patched object is not a pod: %v\n%s", err, mutated)
 		}
 		// Oracle: the patch must produce exactly the pod the policies return.
 		var orig corev1.Pod
-		if err := json.Unmarshal(raw, &orig); err != nil {
+		if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &orig); err != nil {
 			t.Fatalf("the handler patched an object that is not a pod: %v", err)
 		}
 		orig.Namespace = "team"
@@ -94,6 +100,36 @@ func FuzzPodAdmission(f *testing.F) {
 		if len(again.Patches) > 0 {
 			again2, _ := json.Marshal(again.Patches)
 			t.Fatalf("second pass patched again (not idempotent):\nfirst: %s\nsecond: %s", ops, again2)
+		}
+	})
+}
+
+// FuzzAdmissionReview posts arbitrary bodies to the pod webhook over HTTP,
+// as the API server would. Every answer must be an AdmissionReview with a
+// response; nothing may panic, and a body that is not a Pod review never
+// gets a patch.
+func FuzzAdmissionReview(f *testing.F) {
+	f.Add([]byte(review(`{"uid":"1",` + podKind + `,"operation":"CREATE","namespace":"team","object":{"metadata":{"name":"a"},"spec":{"containers":[{"name":"a","image":"nginx"}]}}}`)))
+	f.Add([]byte(review(`{"uid":"1",` + podKind + `,"operation":"UPDATE","namespace":"team","object":{}}`)))
+	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`))
+	f.Add([]byte(`{`))
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", Labels: map[string]string{"netguard.io/inject": "enabled"}}}
+	scheme := Scheme()
+	reader := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ns).Build()
+	cfg := config.Default()
+	handler := &webhook.Admission{Handler: NewPodMutator(cfg, reader, NewClusterDNS(cfg, reader), "fuzz", admission.NewDecoder(scheme))}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := httptest.NewRequest(http.MethodPost, MutatePodPath, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		var out admissionv1.AdmissionReview
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Response == nil {
+			t.Fatalf("answer is not an AdmissionReview with a response (%v): %s", err, rec.Body.String())
+		}
+		var in admissionv1.AdmissionReview
+		if len(out.Response.Patch) > 0 && (json.Unmarshal(body, &in) != nil || in.Request == nil || in.Request.Kind.Kind != "Pod") {
+			t.Fatalf("patched something that is not a Pod review: %s", body)
 		}
 	})
 }
