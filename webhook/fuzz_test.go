@@ -48,7 +48,7 @@ func FuzzPodAdmission(f *testing.F) {
 	nsInfo := podpolicy.NamespaceInfo{Name: ns.Name, Labels: ns.Labels}
 	cfg := config.Default()
 	cfg.DNS.Search.ClusterDNS = "10.96.0.10"
-	m := NewPodMutator(cfg, reader, NewClusterDNS(cfg, reader), "fuzz", admission.NewDecoder(scheme))
+	m := NewPodMutator(cfg, reader, NewClusterDNS(cfg, reader), "fuzz")
 
 	handle := func(raw []byte) admission.Response {
 		return m.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
@@ -117,7 +117,7 @@ func FuzzAdmissionReview(f *testing.F) {
 	scheme := Scheme()
 	reader := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ns).Build()
 	cfg := config.Default()
-	handler := &webhook.Admission{Handler: NewPodMutator(cfg, reader, NewClusterDNS(cfg, reader), "fuzz", admission.NewDecoder(scheme))}
+	handler := &webhook.Admission{Handler: NewPodMutator(cfg, reader, NewClusterDNS(cfg, reader), "fuzz")}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req := httptest.NewRequest(http.MethodPost, MutatePodPath, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")

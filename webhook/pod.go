@@ -7,16 +7,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	sigsjson "sigs.k8s.io/json"
 
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/policies/podpolicy"
@@ -40,14 +42,13 @@ type PodMutator struct {
 	Reader     client.Reader // namespaces, through the manager's cache
 	ClusterDNS *ClusterDNS
 	Version    string
-	decoder    admission.Decoder
 }
 
 var _ admission.Handler = (*PodMutator)(nil)
 
-// NewPodMutator returns a PodMutator; scheme decodes the pods.
-func NewPodMutator(cfg *config.Config, reader client.Reader, dns *ClusterDNS, version string, decoder admission.Decoder) *PodMutator {
-	return &PodMutator{Config: cfg, Reader: reader, ClusterDNS: dns, Version: version, decoder: decoder}
+// NewPodMutator returns a PodMutator.
+func NewPodMutator(cfg *config.Config, reader client.Reader, dns *ClusterDNS, version string) *PodMutator {
+	return &PodMutator{Config: cfg, Reader: reader, ClusterDNS: dns, Version: version}
 }
 
 // Handle implements admission.Handler.
@@ -65,16 +66,10 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		webhookErrors.WithLabelValues("pod", "decode").Inc()
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("admission request %s has no object", req.UID))
 	}
-	// The API server sends JSON; the decoder would also take YAML, which
-	// no patch could then be computed against.
-	if t := bytes.TrimLeft(req.Object.Raw, " \t\r\n"); len(t) == 0 || t[0] != '{' || !json.Valid(t) {
+	pod, hasParents, err := decodePod(req.Object.Raw)
+	if err != nil {
 		webhookErrors.WithLabelValues("pod", "decode").Inc()
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: admission request %s: object is not a JSON object", req.UID))
-	}
-	pod := &corev1.Pod{}
-	if err := m.decoder.DecodeRaw(req.Object, pod); err != nil {
-		webhookErrors.WithLabelValues("pod", "decode").Inc()
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod: %w", err))
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding pod of admission request %s: %w", req.UID, err))
 	}
 	if pod.Namespace == "" {
 		pod.Namespace = req.Namespace
@@ -122,7 +117,7 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 		resp.Warnings = warnings
 		return resp
 	}
-	resp, err := patchResponse(req.Object.Raw, pod, result.Pod)
+	resp, err := patchResponse(req.Object.Raw, hasParents, pod, result.Pod)
 	if err != nil {
 		// Fail open: admit the pod unchanged rather than risk a wrong patch.
 		webhookErrors.WithLabelValues("pod", "patch").Inc()
@@ -153,11 +148,11 @@ func admitWithWarning(msg string) admission.Response {
 
 // patchResponse answers with the targeted patch from podPatch, or with a
 // full diff of the raw object when the change has a shape podPatch does
-// not cover.
-func patchResponse(raw []byte, orig, mutated *corev1.Pod) (admission.Response, error) {
-	// The targeted operations add below /metadata and /spec, which every
-	// pod the API server sends has; anything else gets the full diff.
-	if hasObjects(raw, "metadata", "spec") {
+// not cover. The targeted operations add below /metadata and /spec, which
+// every pod the API server sends has (hasParents); anything else gets the
+// full diff.
+func patchResponse(raw []byte, hasParents bool, orig, mutated *corev1.Pod) (admission.Response, error) {
+	if hasParents {
 		if ops, err := podPatch(orig, mutated); err == nil {
 			return admission.Patched("", ops...), nil
 		}
@@ -173,43 +168,36 @@ func patchResponse(raw []byte, orig, mutated *corev1.Pod) (admission.Response, e
 	return resp, nil
 }
 
-// hasObjects reports whether the JSON object raw has each of keys at its
-// top level with an object value. It reads tokens without building values.
-func hasObjects(raw []byte, keys ...string) bool {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return false
+// podJSON is a Pod whose top-level fields are pointers, so that decoding
+// also tells whether the object has them.
+type podJSON struct {
+	metav1.TypeMeta `json:",inline"`
+	Metadata        *metav1.ObjectMeta `json:"metadata"`
+	Spec            *corev1.PodSpec    `json:"spec"`
+	Status          *corev1.PodStatus  `json:"status"`
+}
+
+// decodePod decodes the pod in one pass, case-sensitively and ignoring
+// unknown fields, as the API server's JSON serializer does. hasParents
+// reports whether the object has /metadata and /spec objects. Only JSON is
+// accepted: the API server sends nothing else.
+func decodePod(raw []byte) (pod *corev1.Pod, hasParents bool, err error) {
+	if t := bytes.TrimLeft(raw, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return nil, false, errors.New("object is not a JSON object")
 	}
-	found := 0
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return false
-		}
-		key, _ := t.(string)
-		wanted := slices.Contains(keys, key)
-		depth := 0
-		for {
-			t, err := dec.Token()
-			if err != nil {
-				return false
-			}
-			if depth == 0 && wanted {
-				if t != json.Delim('{') {
-					return false
-				}
-				found++
-			}
-			switch t {
-			case json.Delim('{'), json.Delim('['):
-				depth++
-			case json.Delim('}'), json.Delim(']'):
-				depth--
-			}
-			if depth == 0 {
-				break
-			}
-		}
+	var p podJSON
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(raw, &p); err != nil {
+		return nil, false, err
 	}
-	return found == len(keys)
+	pod = &corev1.Pod{TypeMeta: p.TypeMeta}
+	if p.Metadata != nil {
+		pod.ObjectMeta = *p.Metadata
+	}
+	if p.Spec != nil {
+		pod.Spec = *p.Spec
+	}
+	if p.Status != nil {
+		pod.Status = *p.Status
+	}
+	return pod, p.Metadata != nil && p.Spec != nil, nil
 }

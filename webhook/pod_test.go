@@ -10,7 +10,6 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/netguard-io/netguard/config"
 )
@@ -27,7 +26,7 @@ const podKind = `"kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"gr
 // client is needed: a request that got that far would panic on the nil
 // reader and fail the test.
 func TestPodWebhookRejectsBadRequests(t *testing.T) {
-	mutator := NewPodMutator(config.Default(), nil, nil, "test", admission.NewDecoder(Scheme()))
+	mutator := NewPodMutator(config.Default(), nil, nil, "test")
 	handler := &webhook.Admission{Handler: mutator}
 	tests := map[string]struct {
 		contentType string

@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/webhook/conflicts"
@@ -73,12 +72,11 @@ func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (manager
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 
-	decoder := admission.NewDecoder(scheme)
 	// The DNS Service is read uncached: caching it would mean watching every
 	// Service in the cluster for one IP.
 	dns := NewClusterDNS(cfg, mgr.GetAPIReader())
 	mgr.GetWebhookServer().Register(MutatePodPath, &webhook.Admission{
-		Handler: NewPodMutator(cfg, mgr.GetClient(), dns, opts.Version, decoder),
+		Handler: NewPodMutator(cfg, mgr.GetClient(), dns, opts.Version),
 	})
 
 	// The conflict detector and the Service selector guard register their

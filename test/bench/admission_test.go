@@ -184,7 +184,7 @@ func startServer(t *testing.T) (string, *http.Client) {
 	cfg := config.Default()
 	cfg.DNS.Search.ClusterDNS = "10.96.0.10"
 	srv := webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: dir})
-	srv.Register(ngwebhook.MutatePodPath, &webhook.Admission{Handler: ngwebhook.NewPodMutator(cfg, reader, ngwebhook.NewClusterDNS(cfg, reader), "bench", admission.NewDecoder(scheme))})
+	srv.Register(ngwebhook.MutatePodPath, &webhook.Admission{Handler: ngwebhook.NewPodMutator(cfg, reader, ngwebhook.NewClusterDNS(cfg, reader), "bench")})
 	srv.Register("/noop", &webhook.Admission{Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
 		return admission.Allowed("")
 	})})
