@@ -140,6 +140,25 @@ func (g *ServiceGuardConfig) validate(p *field.Path) field.ErrorList {
 	return field.ErrorList{field.NotSupported(p.Child("mode"), g.Mode, []GuardMode{GuardModeEnforce, GuardModeWarn, GuardModeDryRun})}
 }
 
+// Values of the netguard.io/inject label on a Namespace.
+const (
+	// InjectEnabled opts a namespace in.
+	InjectEnabled = "enabled"
+	// InjectDisabled opts a namespace out in cluster-wide mode.
+	InjectDisabled = "disabled"
+)
+
+// Selects reports whether netguard acts on namespace name, whose
+// netguard.io/inject label has the value label ("" when it has none):
+// never on an excluded namespace; in opt-in mode only with InjectEnabled;
+// cluster-wide unless InjectDisabled.
+func (n *NamespacesConfig) Selects(name, label string) bool {
+	if n.Excluded(name) || label == InjectDisabled {
+		return false
+	}
+	return n.Mode == NamespaceModeClusterWide || label == InjectEnabled
+}
+
 // Excluded reports whether netguard must never act on namespace ns.
 func (n *NamespacesConfig) Excluded(ns string) bool {
 	if ns == n.Self {

@@ -28,9 +28,9 @@ const (
 	// cluster-wide mode, out (LabelInjectDisabled).
 	LabelInject = "netguard.io/inject"
 	// LabelInjectEnabled opts a namespace in.
-	LabelInjectEnabled = "enabled"
+	LabelInjectEnabled = config.InjectEnabled
 	// LabelInjectDisabled opts a namespace out.
-	LabelInjectDisabled = "disabled"
+	LabelInjectDisabled = config.InjectDisabled
 
 	// DNSProxyContainerName names the injected sidecar; its presence makes
 	// injection idempotent, also across other mutating webhooks.

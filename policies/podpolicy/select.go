@@ -40,17 +40,16 @@ func NamespaceSelected(ns NamespaceInfo, cfg *config.Config) (bool, SkipReason) 
 	if cfg == nil {
 		cfg = config.Default()
 	}
-	if cfg.Namespaces.Excluded(ns.Name) {
-		return false, SkipNamespaceExcluded
-	}
 	label := ns.Labels[LabelInject]
-	if label == LabelInjectDisabled {
+	switch {
+	case cfg.Namespaces.Selects(ns.Name, label):
+		return true, ""
+	case cfg.Namespaces.Excluded(ns.Name):
+		return false, SkipNamespaceExcluded
+	case label == LabelInjectDisabled:
 		return false, SkipNamespaceOptedOut
 	}
-	if cfg.Namespaces.Mode != config.NamespaceModeClusterWide && label != LabelInjectEnabled {
-		return false, SkipNamespaceNotOptedIn
-	}
-	return true, ""
+	return false, SkipNamespaceNotOptedIn
 }
 
 // skipPod decides whether the pod is left alone before any policy runs.

@@ -143,7 +143,7 @@ func Setup(mgr manager.Manager, cfg *config.Config) (*Detector, error) {
 				label = ns.Labels[injectLabel]
 			}
 		}
-		return namespaceSelected(cfg.Namespaces, namespace, label)
+		return cfg.Namespaces.Selects(namespace, label)
 	}
 
 	mgr.GetWebhookServer().Register(StatusPath, &webhook.Admission{Handler: NewStatusHandler(d)})
@@ -170,21 +170,9 @@ func newDetector(cfg *config.Config, clk clock.PassiveClock, recorder events.Eve
 		lb:         policy.NewLoadBalancerControllers(clk, lbControllerTTL),
 		recorder:   recorder,
 		log:        log,
-		selected:   func(ns string) bool { return namespaceSelected(cfg.Namespaces, ns, "") },
+		selected:   func(ns string) bool { return cfg.Namespaces.Selects(ns, "") },
 		sweepEvery: min(max(window/10, time.Second), 30*time.Second),
 	}
-}
-
-// namespaceSelected applies the namespace selection of the settings to a
-// namespace whose netguard.io/inject label is label.
-func namespaceSelected(n config.NamespacesConfig, name, label string) bool {
-	if n.Excluded(name) {
-		return false
-	}
-	if n.Mode == config.NamespaceModeClusterWide {
-		return label != "disabled"
-	}
-	return label == "enabled"
 }
 
 // enabled reports whether d detects anything.

@@ -324,8 +324,8 @@ func TestNamespaceSelected(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if got := namespaceSelected(tc.ns, tc.name, tc.label); got != tc.want {
-				t.Errorf("namespaceSelected = %v, want %v", got, tc.want)
+			if got := tc.ns.Selects(tc.name, tc.label); got != tc.want {
+				t.Errorf("Selects = %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -127,15 +127,9 @@ func (h *ServiceHandler) Handle(ctx context.Context, req admission.Request) admi
 // namespaceSelector should already have filtered; this guards against a
 // configuration that does not.
 func namespaceSelected(n config.NamespacesConfig, name string, ns *corev1.Namespace) bool {
-	if n.Excluded(name) {
-		return false
-	}
 	var label string
 	if ns != nil {
 		label = ns.Labels[injectLabel]
 	}
-	if n.Mode == config.NamespaceModeClusterWide {
-		return label != "disabled"
-	}
-	return label == "enabled"
+	return n.Selects(name, label)
 }
