@@ -14,14 +14,14 @@ func TestWebhookTLSPolicy(t *testing.T) {
 	pool.AppendCertsFromPEM(cp.CAData)
 	addr := fmt.Sprintf("%s:%d", cp.WebhookHost, cp.WebhookPort)
 	tests := map[string]struct {
-		cfg    tls.Config
+		cfg    *tls.Config
 		accept bool
 	}{
-		"TLS 1.3":             {cfg: tls.Config{MinVersion: tls.VersionTLS13}, accept: true},
-		"TLS 1.2 ECDHE GCM":   {cfg: tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}, accept: true},
-		"TLS 1.2 CBC":         {cfg: tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}},
-		"TLS 1.2 without PFS": {cfg: tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256}}},
-		"TLS 1.1":             {cfg: tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}},
+		"TLS 1.3":             {cfg: &tls.Config{MinVersion: tls.VersionTLS13}, accept: true},
+		"TLS 1.2 ECDHE GCM":   {cfg: &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}, accept: true},
+		"TLS 1.2 CBC":         {cfg: &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}},
+		"TLS 1.2 without PFS": {cfg: &tls.Config{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256}}},
+		"TLS 1.1":             {cfg: &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
