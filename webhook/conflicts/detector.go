@@ -31,6 +31,7 @@ import (
 
 	"github.com/netguard-io/netguard/config"
 	policy "github.com/netguard-io/netguard/policies/conflicts"
+	"github.com/netguard-io/netguard/webhook/serviceguard"
 )
 
 const (
@@ -104,8 +105,9 @@ func Setup(mgr manager.Manager, cfg *config.Config) (*Detector, error) {
 		Mapper:     mgr.GetRESTMapper(),
 		ByObject: map[client.Object]cache.ByObject{
 			// The detector never modifies what it reads.
-			&corev1.Service{}:   {Transform: TransformService, UnsafeDisableDeepCopy: ptr.To(true)},
-			&corev1.Namespace{}: {Transform: TransformNamespace, UnsafeDisableDeepCopy: ptr.To(true)},
+			&corev1.Service{}: {Transform: TransformService, UnsafeDisableDeepCopy: ptr.To(true)},
+			// The same lean Namespaces as the Service guard keeps.
+			&corev1.Namespace{}: {Transform: serviceguard.TransformNamespace, UnsafeDisableDeepCopy: ptr.To(true)},
 		},
 		ReaderFailOnMissingInformer: true,
 	})

@@ -24,18 +24,3 @@ func TransformService(obj any) (any, error) {
 		Spec: corev1.ServiceSpec{Type: s.Spec.Type, LoadBalancerClass: s.Spec.LoadBalancerClass},
 	}, nil
 }
-
-// TransformNamespace keeps a Namespace's name and labels: the opt-in and
-// opt-out labels decide whether netguard reports on its Services.
-func TransformNamespace(obj any) (any, error) {
-	n, ok := obj.(*corev1.Namespace)
-	if !ok {
-		return obj, nil
-	}
-	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		Name:            n.Name,
-		UID:             n.UID,
-		ResourceVersion: n.ResourceVersion,
-		Labels:          n.Labels,
-	}}, nil
-}
