@@ -42,30 +42,14 @@ func applyChart(ctx context.Context, cp *framework.ControlPlane, docs []manifest
 		if obj == nil {
 			continue
 		}
-		switch obj.GetKind() {
-		case "MutatingWebhookConfiguration":
-			wh := &admissionregv1.MutatingWebhookConfiguration{}
-			if err := fromUnstructured(obj, wh); err != nil {
-				return nil, nil, err
-			}
-			for i := range wh.Webhooks {
-				pointAt(cp, &wh.Webhooks[i].ClientConfig)
-			}
+		if wh, ok, err := localWebhooks(cp, obj); err != nil {
+			return nil, nil, err
+		} else if ok {
 			webhooks = append(webhooks, wh)
-			fmt.Printf("  %s %s: %d webhook(s), pointed at the local server\n", obj.GetKind(), obj.GetName(), len(wh.Webhooks))
+			fmt.Printf("  %s %s: pointed at the local server\n", obj.GetKind(), obj.GetName())
 			continue
-		case "ValidatingWebhookConfiguration":
-			wh := &admissionregv1.ValidatingWebhookConfiguration{}
-			if err := fromUnstructured(obj, wh); err != nil {
-				return nil, nil, err
-			}
-			for i := range wh.Webhooks {
-				pointAt(cp, &wh.Webhooks[i].ClientConfig)
-			}
-			webhooks = append(webhooks, wh)
-			fmt.Printf("  %s %s: %d webhook(s), pointed at the local server\n", obj.GetKind(), obj.GetName(), len(wh.Webhooks))
-			continue
-		case "ConfigMap":
+		}
+		if obj.GetKind() == "ConfigMap" {
 			data, _, _ := unstructured.NestedString(obj.Object, "data", "config.yaml")
 			config = []byte(data)
 		}
@@ -78,6 +62,39 @@ func applyChart(ctx context.Context, cp *framework.ControlPlane, docs []manifest
 		return nil, nil, fmt.Errorf("the chart rendered no ConfigMap with config.yaml")
 	}
 	return webhooks, config, nil
+}
+
+// localWebhooks converts a rendered webhook configuration, with every
+// webhook pointed at the local server; ok is false for other objects.
+func localWebhooks(cp *framework.ControlPlane, obj *unstructured.Unstructured) (client.Object, bool, error) {
+	var out client.Object
+	var configs []*admissionregv1.WebhookClientConfig
+	switch obj.GetKind() {
+	case "MutatingWebhookConfiguration":
+		wh := &admissionregv1.MutatingWebhookConfiguration{}
+		if err := fromUnstructured(obj, wh); err != nil {
+			return nil, false, err
+		}
+		for i := range wh.Webhooks {
+			configs = append(configs, &wh.Webhooks[i].ClientConfig)
+		}
+		out = wh
+	case "ValidatingWebhookConfiguration":
+		wh := &admissionregv1.ValidatingWebhookConfiguration{}
+		if err := fromUnstructured(obj, wh); err != nil {
+			return nil, false, err
+		}
+		for i := range wh.Webhooks {
+			configs = append(configs, &wh.Webhooks[i].ClientConfig)
+		}
+		out = wh
+	default:
+		return nil, false, nil
+	}
+	for _, cc := range configs {
+		pointAt(cp, cc)
+	}
+	return out, true, nil
 }
 
 func pointAt(cp *framework.ControlPlane, cc *admissionregv1.WebhookClientConfig) {
