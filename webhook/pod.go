@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"net/http"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -42,6 +43,10 @@ type PodMutator struct {
 	Reader     client.Reader // namespaces, through the manager's cache
 	ClusterDNS *ClusterDNS
 	Version    string
+	// LiveReader, when set, reads a namespace the cache does not have yet:
+	// one created moments ago, or any created while the cache catches up
+	// after losing the API server.
+	LiveReader client.Reader
 }
 
 var _ admission.Handler = (*PodMutator)(nil)
@@ -134,7 +139,12 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 
 func (m *PodMutator) namespace(ctx context.Context, name string) (podpolicy.NamespaceInfo, error) {
 	var ns corev1.Namespace
-	if err := m.Reader.Get(ctx, types.NamespacedName{Name: name}, &ns); err != nil {
+	key := types.NamespacedName{Name: name}
+	err := m.Reader.Get(ctx, key, &ns)
+	if apierrors.IsNotFound(err) && m.LiveReader != nil {
+		err = m.LiveReader.Get(ctx, key, &ns)
+	}
+	if err != nil {
 		return podpolicy.NamespaceInfo{}, fmt.Errorf("reading namespace %q: %w", name, err)
 	}
 	return podpolicy.NamespaceInfo{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}, nil

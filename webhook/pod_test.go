@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -9,7 +10,13 @@ import (
 	"testing"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/netguard-io/netguard/config"
 )
@@ -76,6 +83,47 @@ func TestPodWebhookRejectsBadRequests(t *testing.T) {
 			}
 			if !strings.Contains(msg, tc.wantMsg) {
 				t.Errorf("message %q does not contain %q", msg, tc.wantMsg)
+			}
+		})
+	}
+}
+
+// TestPodNamespaceMissingFromCache: a namespace the cache does not have yet
+// (created moments ago, or while the cache catches up after losing the API
+// server) is read live, so its pods are still mutated. Without a live
+// reader the pod is admitted unchanged, with a warning. The readers are
+// controller-runtime's in-memory client; test/integration covers the real
+// cache after an API server restart.
+func TestPodNamespaceMissingFromCache(t *testing.T) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", Labels: map[string]string{"netguard.io/inject": "enabled"}}}
+	emptyCache := fake.NewClientBuilder().WithScheme(Scheme()).Build()
+	live := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(ns).Build()
+	cfg := config.Default()
+	cfg.DNS.Search.ClusterDNS = "10.96.0.10"
+	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: "1", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Operation: admissionv1.Create, Namespace: "team",
+		Object: runtime.RawExtension{Raw: []byte(`{"metadata":{"name":"a"},"spec":{"containers":[{"name":"a","image":"app"}]}}`)},
+	}}
+	for _, tc := range []struct {
+		name        string
+		live        client.Reader
+		wantPatched bool
+	}{
+		{"read live", live, true},
+		{"no live reader", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewPodMutator(cfg, emptyCache, NewClusterDNS(cfg, emptyCache), "test")
+			m.LiveReader = tc.live
+			resp := m.Handle(context.Background(), req)
+			if !resp.Allowed {
+				t.Fatalf("pod not admitted: %+v", resp.Result)
+			}
+			if patched := len(resp.Patches) > 0; patched != tc.wantPatched {
+				t.Fatalf("patched = %v, want %v (warnings %v)", patched, tc.wantPatched, resp.Warnings)
+			}
+			if !tc.wantPatched && (len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], `namespace "team"`)) {
+				t.Errorf("warnings %v do not name the namespace", resp.Warnings)
 			}
 		})
 	}

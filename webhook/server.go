@@ -75,9 +75,9 @@ func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (manager
 	// The DNS Service is read uncached: caching it would mean watching every
 	// Service in the cluster for one IP.
 	dns := NewClusterDNS(cfg, mgr.GetAPIReader())
-	mgr.GetWebhookServer().Register(MutatePodPath, &webhook.Admission{
-		Handler: NewPodMutator(cfg, mgr.GetClient(), dns, opts.Version),
-	})
+	pods := NewPodMutator(cfg, mgr.GetClient(), dns, opts.Version)
+	pods.LiveReader = mgr.GetAPIReader()
+	mgr.GetWebhookServer().Register(MutatePodPath, &webhook.Admission{Handler: pods})
 
 	// The conflict detector and the Service selector guard register their
 	// own handlers, caches and readiness checks (ready once synced). The

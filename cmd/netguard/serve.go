@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"k8s.io/klog/v2"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -78,7 +79,12 @@ func bindZapFlags(f *pflag.FlagSet, o *zap.Options) {
 }
 
 func runServe(ctx context.Context, opts *serveOptions, cfg *config.Config) error {
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts.zap)))
+	logger := zap.New(zap.UseFlagOptions(&opts.zap))
+	ctrl.SetLogger(logger)
+	// client-go (informers, leader election, TLS reloads) logs through klog:
+	// send it to the same structured log, so that losing the API server is
+	// visible there.
+	klog.SetLogger(logger)
 	log := ctrl.Log.WithName("serve")
 	restCfg, err := restConfig(opts.kubeconfig)
 	if err != nil {

@@ -5,8 +5,11 @@ package framework
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -19,6 +22,9 @@ import (
 	"github.com/netguard-io/netguard/webhook"
 	"github.com/netguard-io/netguard/webhook/serviceguard"
 )
+
+// apiServerStopTimeout bounds a graceful kube-apiserver stop.
+const apiServerStopTimeout = 5 * time.Second
 
 // AssetsHint tells how to get the control plane binaries.
 const AssetsHint = "set KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh), or run 'make test'"
@@ -38,6 +44,8 @@ type ControlPlane struct {
 	// signed them and goes into the webhook configurations' caBundle.
 	CertDir string
 	CAData  []byte
+
+	apiDir string
 }
 
 // StartControlPlane starts kube-apiserver and etcd from KUBEBUILDER_ASSETS.
@@ -52,17 +60,31 @@ func StartControlPlane() (*ControlPlane, error) {
 		ControlPlaneStopTimeout:  0,
 		ControlPlaneStartTimeout: 0,
 	}
+	// A fixed directory for the API server's certificates, so that
+	// RestartAPIServer brings it back with the same ones and every client
+	// (netguard's included) reconnects as before.
+	apiDir, err := os.MkdirTemp("", "netguard-apiserver-")
+	if err != nil {
+		return nil, err
+	}
+	env.ControlPlane.GetAPIServer().CertDir = apiDir
+	// kube-apiserver waits for open watches to end before it exits on
+	// SIGTERM; past this it is killed (see StopAPIServer).
+	env.ControlPlane.GetAPIServer().StopTimeout = apiServerStopTimeout
 	// Certificates and a free port for the webhook server, without
 	// installing anything: the webhook configurations are created here, as
 	// the chart does.
 	if err := env.WebhookInstallOptions.PrepWithoutInstalling(); err != nil {
+		os.RemoveAll(apiDir)
 		return nil, fmt.Errorf("preparing webhook certificates: %w", err)
 	}
 	cfg, err := env.Start()
 	if err != nil {
+		os.RemoveAll(apiDir)
 		return nil, fmt.Errorf("starting kube-apiserver and etcd (%s): %w", AssetsHint, err)
 	}
 	cp := &ControlPlane{
+		apiDir:      apiDir,
 		Env:         env,
 		Config:      cfg,
 		WebhookHost: env.WebhookInstallOptions.LocalServingHost,
@@ -94,7 +116,38 @@ func StartControlPlane() (*ControlPlane, error) {
 
 // Stop stops the control plane and removes its files.
 func (cp *ControlPlane) Stop() error {
-	return cp.Env.Stop()
+	err := cp.Env.Stop()
+	os.RemoveAll(cp.apiDir)
+	return err
+}
+
+// StopAPIServer stops kube-apiserver; etcd, and what it stores, stay.
+// With clients watching (netguard's informers), it does not exit on
+// SIGTERM until those watches end, so it is killed after
+// apiServerStopTimeout, as a crashed control plane node would be.
+func (cp *ControlPlane) StopAPIServer() error {
+	s := cp.Env.ControlPlane.GetAPIServer()
+	err := s.Stop()
+	if err != nil && !strings.Contains(err.Error(), "timeout waiting for process") {
+		return err
+	}
+	// Wait until the killed process has let go of its port.
+	addr := net.JoinHostPort(s.SecureServing.Address, s.SecureServing.Port)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return nil
+		}
+		c.Close()
+	}
+	return fmt.Errorf("kube-apiserver still listens on %s after it was stopped", addr)
+}
+
+// StartAPIServer starts kube-apiserver again after StopAPIServer, on the
+// same address with the same certificates and users, and waits until it
+// serves.
+func (cp *ControlPlane) StartAPIServer() error {
+	return cp.Env.ControlPlane.GetAPIServer().Start()
 }
 
 // WebhookURL is the URL the API server calls for path.

@@ -38,6 +38,20 @@ type Server struct {
 // StartServer runs `netguard serve` against the control plane and waits
 // until it is ready. configFile may be empty.
 func (cp *ControlPlane) StartServer(ctx context.Context, binary, configFile string, extraArgs ...string) (*Server, error) {
+	s, err := cp.LaunchServer(binary, configFile, extraArgs...)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.waitReady(ctx, 60*time.Second); err != nil {
+		_ = s.Kill()
+		return nil, fmt.Errorf("%w; log:\n%s", err, s.Log())
+	}
+	return s, nil
+}
+
+// LaunchServer runs `netguard serve` against the control plane without
+// waiting for it to become ready.
+func (cp *ControlPlane) LaunchServer(binary, configFile string, extraArgs ...string) (*Server, error) {
 	health, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -72,11 +86,30 @@ func (cp *ControlPlane) StartServer(ctx context.Context, binary, configFile stri
 	}
 	s := &Server{cmd: cmd, HealthAddr: health, MetricsAddr: metrics, LogFile: logFile, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait(); out.Close() }()
-	if err := s.waitReady(ctx, 60*time.Second); err != nil {
-		_ = s.Kill()
-		return nil, fmt.Errorf("%w; log:\n%s", err, s.Log())
-	}
 	return s, nil
+}
+
+// Probe returns the HTTP status of path (/healthz, /readyz) on the health
+// probe address, or 0 when nothing answers.
+func (s *Server) Probe(path string) int {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + s.HealthAddr + path)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Running reports whether the process has not exited.
+func (s *Server) Running() bool {
+	select {
+	case err := <-s.done:
+		s.done <- err
+		return false
+	default:
+		return true
+	}
 }
 
 func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {

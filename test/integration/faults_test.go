@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/netguard-io/netguard/policies/podpolicy"
@@ -137,5 +140,75 @@ func TestServeRejectsBadConfig(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "dns.ndots: Invalid value: 0: must be 1..15") {
 		t.Errorf("error does not name the field: %s", out)
+	}
+}
+
+// TestAPIServerRestart: netguard outlives a kube-apiserver restart. It keeps
+// running and live while the API server is away; afterwards its caches
+// list and watch again (the Service guard judges pods created after the
+// restart), pods are mutated and readiness holds. The informers retry with
+// client-go's backoff, so the guard's view catches up some seconds after
+// the API server is back; the test measures how many.
+func TestAPIServerRestart(t *testing.T) {
+	installServiceWebhook(t, admissionregv1.Ignore)
+	ns := newNamespace(t, "restart", optedIn)
+	d := newDeployment(t, ns, "web", 6, labels("app", "web"))
+	newRevision(t, d, "aaaaaa", 6)
+
+	if err := cp.StopAPIServer(); err != nil {
+		t.Fatalf("stopping kube-apiserver: %v", err)
+	}
+	stopped := true
+	t.Cleanup(func() {
+		if stopped {
+			_ = cp.StartAPIServer()
+		}
+	})
+	// Long enough for the informers to lose their watches and fail retries.
+	time.Sleep(3 * time.Second)
+	if !server.Running() {
+		t.Fatalf("netguard serve exited while the API server was down:\n%s", tail(server.Log(), 40))
+	}
+	if code := server.Probe("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d while the API server was down, want 200 (a restart would not help)", code)
+	}
+	t.Logf("API server down: netguard running, /healthz %d, /readyz %d", server.Probe("/healthz"), server.Probe("/readyz"))
+
+	start := time.Now()
+	if err := cp.StartAPIServer(); err != nil {
+		t.Fatalf("starting kube-apiserver again: %v", err)
+	}
+	stopped = false
+	t.Logf("API server back after %v", time.Since(start).Round(time.Millisecond))
+
+	// Pods are mutated again, also in a namespace created after the
+	// restart, which the namespace cache does not have yet: netguard reads
+	// it live.
+	pod := createPod(t, plainPod(ns, "after-restart", "registry.example/app:1"))
+	assertHardened(t, pod, ns)
+	fresh := newNamespace(t, "restart-new", optedIn)
+	pod = createPod(t, plainPod(fresh, "in-new-namespace", "registry.example/app:1"))
+	assertHardened(t, pod, fresh)
+
+	// A rollout that happens after the restart: the guard only knows of its
+	// pods through the watches it re-established.
+	setTemplate(t, d, labels("app", "web", "track", "new"))
+	newRevision(t, d, "bbbbbb", 2)
+	svc := service(ns, "web-new", labels("app", "web", "track", "new"))
+	var err error
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err = k8s.Create(context.Background(), svc.DeepCopy(), client.DryRunAll)
+		if apierrors.IsInvalid(err) && strings.Contains(err.Error(), "2 of 8 pods") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("the guard's view had the pods created after the restart %v after kube-apiserver was started again", time.Since(start).Round(100*time.Millisecond))
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "2 of 8 pods") {
+		t.Fatalf("Service selecting the post-restart revision: err = %v, want a denial naming 2 of 8 pods", err)
+	}
+	if !server.Running() || server.Probe("/readyz") != http.StatusOK {
+		t.Fatalf("netguard not ready after the API server came back (running %v, /readyz %d)", server.Running(), server.Probe("/readyz"))
 	}
 }
