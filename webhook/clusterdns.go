@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/netguard-io/netguard/config"
 )
@@ -61,6 +62,10 @@ func (c *ClusterDNS) IP(ctx context.Context) (string, error) {
 		c.checked, c.lastErr = c.now(), err
 		if err == nil {
 			c.ip = ip
+		} else {
+			// Once per refresh period at most: search domains stay
+			// unscrubbed until this is fixed (RBAC, settings).
+			logf.FromContext(ctx).Error(err, "Cannot learn the cluster DNS IP")
 		}
 	}
 	if c.ip == "" {

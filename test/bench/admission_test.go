@@ -73,7 +73,7 @@ func TestServiceAdmissionLatency(t *testing.T) {
 		t.Fatal(err)
 	}
 	base, client := startServer(t, func(srv webhook.Server) {
-		srv.Register(serviceguard.ServicePath, &webhook.Admission{Handler: serviceguard.NewServiceHandler(w.view, cfg, func() bool { return true })})
+		srv.Register(serviceguard.ServicePath, &webhook.Admission{Handler: serviceguard.NewServiceHandler(w.view, cfg)})
 	})
 	t.Logf("cache: %d pods", w.pods)
 	for _, c := range []struct {

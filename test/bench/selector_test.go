@@ -340,7 +340,7 @@ func BenchmarkSelectorReview(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			h := &webhook.Admission{Handler: serviceguard.NewServiceHandler(w.view, cfg, func() bool { return true })}
+			h := &webhook.Admission{Handler: serviceguard.NewServiceHandler(w.view, cfg)}
 			raw := func(o any) k8sruntime.RawExtension {
 				j, _ := json.Marshal(o)
 				return k8sruntime.RawExtension{Raw: j}

@@ -22,8 +22,24 @@ const injectLabel = "netguard.io/inject"
 
 // errNotSynced answers reviews that arrive before the cluster view has
 // synced: judging a selector against half a cache could deny a good
-// Service. The webhook's failurePolicy decides what the API server does.
+// Service.
 var errNotSynced = errors.New("netguard service guard: the cluster view has not synced yet")
+
+// unavailableUntilSynced answers 503 Service Unavailable, at the HTTP
+// level, until the cluster view has synced. The API server counts that
+// call as failed and applies the webhook's failurePolicy: Ignore admits
+// the Service unchecked, Fail rejects it. An AdmissionReview answer, even
+// an errored one, would be a denial whatever the failurePolicy.
+func unavailableUntilSynced(synced func() bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !synced() {
+			reviewsTotal.WithLabelValues(resultErrored).Inc()
+			http.Error(w, errNotSynced.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 // ServiceHandler reviews Services at CREATE and UPDATE
 // (/validate-v1-service). It decodes the request, reads the namespace's
@@ -32,16 +48,15 @@ var errNotSynced = errors.New("netguard service guard: the cluster view has not 
 type ServiceHandler struct {
 	view    *ClusterView
 	cfg     *config.Config
-	synced  func() bool
 	decoder admission.Decoder
 }
 
 var _ admission.Handler = (*ServiceHandler)(nil)
 
-// NewServiceHandler returns the Service handler. synced reports whether the
-// informers behind view have synced.
-func NewServiceHandler(view *ClusterView, cfg *config.Config, synced func() bool) *ServiceHandler {
-	return &ServiceHandler{view: view, cfg: cfg, synced: synced, decoder: admission.NewDecoder(clientgoscheme.Scheme)}
+// NewServiceHandler returns the Service handler. It expects a synced view:
+// Setup serves it behind unavailableUntilSynced.
+func NewServiceHandler(view *ClusterView, cfg *config.Config) *ServiceHandler {
+	return &ServiceHandler{view: view, cfg: cfg, decoder: admission.NewDecoder(clientgoscheme.Scheme)}
 }
 
 // Handle implements admission.Handler.
@@ -77,10 +92,6 @@ func (h *ServiceHandler) Handle(ctx context.Context, req admission.Request) admi
 	if reason, skip := selectorguard.Skip(svc, old); skip {
 		reviewsTotal.WithLabelValues(resultSkipped).Inc()
 		return admission.Allowed(string(reason))
-	}
-	if !h.synced() {
-		reviewsTotal.WithLabelValues(resultErrored).Inc()
-		return admission.Errored(http.StatusServiceUnavailable, errNotSynced)
 	}
 	ns, _ := h.view.Namespace(svc.Namespace)
 	if !namespaceSelected(h.cfg.Namespaces, svc.Namespace, ns) {

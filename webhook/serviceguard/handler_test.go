@@ -119,7 +119,6 @@ func TestServiceHandler(t *testing.T) {
 		nsLabels     map[string]string
 		nsAnnots     map[string]string
 		build        func(*cluster)
-		unsynced     bool
 		body         func(t *testing.T) []byte
 		wantAllowed  bool
 		wantCode     int32
@@ -230,14 +229,6 @@ func TestServiceHandler(t *testing.T) {
 			wantCode:    http.StatusUnprocessableEntity,
 			wantMessage: []string{"16 of 140 pods of Deployment loki/distributor"},
 		},
-		"view not synced yet": {
-			build:       (*cluster).incident,
-			nsLabels:    optedIn,
-			unsynced:    true,
-			body:        func(*testing.T) []byte { return incidentReview },
-			wantCode:    http.StatusServiceUnavailable,
-			wantMessage: []string{"has not synced yet"},
-		},
 		"undecodable Service": {
 			nsLabels:    optedIn,
 			body:        update([]byte(`{"spec":{"selector":"not a map"}}`), svc(app, nil)),
@@ -274,7 +265,7 @@ func TestServiceHandler(t *testing.T) {
 			if cfg == nil {
 				cfg = config.Default()
 			}
-			h := NewServiceHandler(c.view(), cfg, func() bool { return !tc.unsynced })
+			h := NewServiceHandler(c.view(), cfg)
 			resp := serve(t, h, tc.body(t))
 
 			if resp.Allowed != tc.wantAllowed {
@@ -306,7 +297,7 @@ func TestServiceHandlerDenialDetailsAndMetrics(t *testing.T) {
 	c := newCluster(t)
 	c.namespace("loki", map[string]string{"netguard.io/inject": "enabled"}, nil)
 	c.incident()
-	h := NewServiceHandler(c.view(), config.Default(), func() bool { return true })
+	h := NewServiceHandler(c.view(), config.Default())
 	body, err := os.ReadFile("testdata/incident-update-review.json")
 	if err != nil {
 		t.Fatal(err)
@@ -457,4 +448,36 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestUnavailableUntilSynced: before the view has synced the Service path
+// fails the call itself (HTTP 503), so that the API server applies the
+// webhook's failurePolicy; an AdmissionReview answer would be a denial
+// even under failurePolicy Ignore. Once synced, reviews go through.
+func TestUnavailableUntilSynced(t *testing.T) {
+	incidentReview, err := os.ReadFile("testdata/incident-update-review.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t)
+	c.namespace("loki", map[string]string{"netguard.io/inject": "enabled"}, nil)
+	c.incident()
+	synced := false
+	h := unavailableUntilSynced(func() bool { return synced }, &webhook.Admission{Handler: NewServiceHandler(c.view(), config.Default())})
+	post := func() *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, ServicePath, bytes.NewReader(incidentReview))
+		req.Header.Set("Content-Type", "application/json")
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := post(); rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "has not synced yet") {
+		t.Fatalf("before sync: HTTP %d %q, want 503 saying the view has not synced", rec.Code, rec.Body)
+	}
+	synced = true
+	rec := post()
+	var review admissionv1.AdmissionReview
+	if err := json.Unmarshal(rec.Body.Bytes(), &review); rec.Code != http.StatusOK || err != nil || review.Response == nil || review.Response.Allowed {
+		t.Fatalf("after sync: HTTP %d, response %+v (%v), want the incident denied", rec.Code, review.Response, err)
+	}
 }

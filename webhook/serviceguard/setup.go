@@ -162,7 +162,7 @@ func Setup(mgr manager.Manager, cfg *config.Config, wrap ...func(admission.Handl
 	}
 	g.view = NewClusterView(s)
 
-	srv.Register(ServicePath, &webhook.Admission{Handler: wrapped(NewServiceHandler(g.view, cfg, g.Synced), wrap)})
+	srv.Register(ServicePath, unavailableUntilSynced(g.Synced, &webhook.Admission{Handler: wrapped(NewServiceHandler(g.view, cfg), wrap)}))
 	srv.Register(WorkloadPath, &webhook.Admission{Handler: NewWorkloadHandler(g.view, cfg, g.Synced)})
 	if err := mgr.Add(cacheRunnable{c}); err != nil {
 		return nil, fmt.Errorf("adding the service guard cache: %w", err)
