@@ -108,15 +108,7 @@ func TestEachRBACPermissionIsNeeded(t *testing.T) {
 			waitDenied(t, ctx, user, *missing)
 		}
 		prepareCASecret(t, ctx, r, missing)
-		s, err := cp.LaunchServer(netguardBin, config, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			if err := s.Stop(); err != nil {
-				t.Errorf("stopping netguard serve: %v", err)
-			}
-		}()
+		s := launchServer(t, config, args...)
 		if missing == nil || needsReadyServer(*missing) {
 			eventually(t, time.Minute, "netguard ready", func() (bool, string) {
 				return s.Probe("/readyz") == http.StatusOK, tail(s.Log(), 20)
@@ -355,19 +347,7 @@ func TestServiceGuardUntilItsViewSyncs(t *testing.T) {
 	sa := r.deployment.Spec.Template.Spec.ServiceAccountName
 	waitDenied(t, ctx, "system:serviceaccount:"+serverNamespace+":"+sa, listPods)
 
-	args := append(serverArgs(r), "--kubeconfig", serviceAccountKubeconfig(t, r))
-	s, err := cp.LaunchServer(netguardBin, configFile(t, r), args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("stopping netguard serve: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("netguard serve log:\n%s", tail(s.Log(), 40))
-		}
-	})
+	s := launchServer(t, configFile(t, r), append(serverArgs(r), "--kubeconfig", serviceAccountKubeconfig(t, r))...)
 	eventually(t, 30*time.Second, "netguard failing to list pods", func() (bool, string) {
 		return strings.Contains(s.Log(), listPods.forbidden()), tail(s.Log(), 10)
 	})
@@ -392,7 +372,7 @@ func TestServiceGuardUntilItsViewSyncs(t *testing.T) {
 		}
 	}
 	setServiceFailurePolicy(t, ctx, r.fullname, admissionregv1.Fail)
-	err = cp.Client.Create(ctx, newService("with-fail", map[string]string{"app": "web"}))
+	err := cp.Client.Create(ctx, newService("with-fail", map[string]string{"app": "web"}))
 	if err == nil || !strings.Contains(err.Error(), "services.netguard.io") {
 		t.Fatalf("failurePolicy Fail before the view synced: err = %v, want the webhook call to fail", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -134,9 +135,24 @@ func serviceAccountKubeconfig(t *testing.T, r rendered) string {
 	return path
 }
 
+// startServer runs netguard serve and waits until it is ready.
 func startServer(t *testing.T, ctx context.Context, config string, args ...string) *framework.Server {
 	t.Helper()
-	s, err := cp.StartServer(ctx, netguardBin, config, args...)
+	s := launchServer(t, config, args...)
+	eventually(t, time.Minute, "netguard serve ready", func() (bool, string) {
+		if !s.Running() {
+			t.Fatalf("netguard serve exited: %v\n%s", s.Wait(), tail(s.Log(), 40))
+		}
+		return s.Probe("/readyz") == http.StatusOK, "not ready"
+	})
+	return s
+}
+
+// launchServer runs netguard serve without waiting for it to be ready; it
+// is stopped when t ends, and its log shown if t failed.
+func launchServer(t *testing.T, config string, args ...string) *framework.Server {
+	t.Helper()
+	s, err := cp.LaunchServer(netguardBin, config, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
