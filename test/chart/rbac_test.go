@@ -104,9 +104,7 @@ func TestEachRBACPermissionIsNeeded(t *testing.T) {
 
 	run := func(t *testing.T, missing *permission) string {
 		applyRoles(t, ctx, roles, missing)
-		if missing != nil {
-			waitDenied(t, ctx, user, *missing)
-		}
+		waitRBAC(t, ctx, user, perms, missing)
 		prepareCASecret(t, ctx, r, missing)
 		s := launchServer(t, config, args...)
 		if missing == nil || needsReadyServer(*missing) {
@@ -227,22 +225,29 @@ func applyRoles(t *testing.T, ctx context.Context, roles objects, missing *permi
 	}
 }
 
-// waitDenied waits until the API server's authorizer denies user p, so
-// that the run does not race the RBAC change.
-func waitDenied(t *testing.T, ctx context.Context, user string, p permission) {
+// waitRBAC waits until the API server's authorizer gives user every one
+// of perms except missing (nil: all of them), so that a run does not race
+// the RBAC change before it.
+func waitRBAC(t *testing.T, ctx context.Context, user string, perms []permission, missing *permission) {
 	t.Helper()
-	eventually(t, 30*time.Second, "RBAC denies "+p.String(), func() (bool, string) {
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User:   user,
-			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + serverNamespace, "system:authenticated"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: p.namespace, Verb: p.verb, Group: p.group, Resource: p.resource, Name: p.name,
-			},
-		}}
-		if err := cp.Client.Create(ctx, sar); err != nil {
-			return false, err.Error()
+	eventually(t, 30*time.Second, "RBAC in place", func() (bool, string) {
+		for _, p := range perms {
+			want := missing == nil || p != *missing
+			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+				User:   user,
+				Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + serverNamespace, "system:authenticated"},
+				ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Namespace: p.namespace, Verb: p.verb, Group: p.group, Resource: p.resource, Name: p.name,
+				},
+			}}
+			if err := cp.Client.Create(ctx, sar); err != nil {
+				return false, err.Error()
+			}
+			if sar.Status.Allowed != want {
+				return false, fmt.Sprintf("%s allowed=%v, want %v", p, sar.Status.Allowed, want)
+			}
 		}
-		return !sar.Status.Allowed, "still allowed"
+		return true, ""
 	})
 }
 
@@ -282,13 +287,7 @@ func exercise(t *testing.T, ctx context.Context) {
 	if _, err := cp.CreateNamespace(ctx, ns, map[string]string{"netguard.io/inject": "enabled"}); err != nil {
 		t.Fatal(err)
 	}
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
-	}
-	if err := cp.Client.Create(ctx, pod); err != nil {
-		t.Fatal(err)
-	}
+	assertPodMutated(t, ctx, "while serving")
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gateway"},
 		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "gateway"}, Ports: []corev1.ServicePort{{Port: 80}}},
@@ -338,14 +337,15 @@ func TestServiceGuardUntilItsViewSyncs(t *testing.T) {
 	defer cancel()
 	r := localInstall(t, ctx, "unsynced", nil, cp.CAData)
 	roles := append(r.objs.ofKind("ClusterRole"), r.objs.ofKind("Role")...)
-	i := slices.IndexFunc(permissions(t, roles), func(p permission) bool { return p.short() == "list pods" })
+	perms := permissions(t, roles)
+	i := slices.IndexFunc(perms, func(p permission) bool { return p.short() == "list pods" })
 	if i < 0 {
 		t.Fatal("the chart does not grant list pods")
 	}
-	listPods := permissions(t, roles)[i]
+	listPods := perms[i]
 	applyRoles(t, ctx, roles, &listPods)
 	sa := r.deployment.Spec.Template.Spec.ServiceAccountName
-	waitDenied(t, ctx, "system:serviceaccount:"+serverNamespace+":"+sa, listPods)
+	waitRBAC(t, ctx, "system:serviceaccount:"+serverNamespace+":"+sa, perms, &listPods)
 
 	s := launchServer(t, configFile(t, r), append(serverArgs(r), "--kubeconfig", serviceAccountKubeconfig(t, r))...)
 	eventually(t, 30*time.Second, "netguard failing to list pods", func() (bool, string) {

@@ -161,7 +161,7 @@ func launchServer(t *testing.T, config string, args ...string) *framework.Server
 			t.Errorf("stopping netguard serve: %v", err)
 		}
 		if t.Failed() {
-			t.Logf("netguard serve log:\n%s", tail(s.Log(), 60))
+			t.Logf("netguard serve log:\n%s", tail(withoutHandshakeErrors(s.Log()), 60))
 		}
 	})
 	return s
@@ -519,4 +519,16 @@ func tail(s string, lines int) string {
 		parts = parts[len(parts)-lines:]
 	}
 	return strings.Join(parts, "\n")
+}
+
+// withoutHandshakeErrors drops the Go TLS server's one-line handshake
+// errors, which would otherwise hide the rest of a failing run's log.
+func withoutHandshakeErrors(log string) string {
+	var out []string
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "http: TLS handshake error") {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
