@@ -142,34 +142,40 @@ func TestSetupAgainstAPIServer(t *testing.T) {
 		},
 	}
 	must(c.Create(ctx, d))
-	for i, rev := range []struct {
-		hash   string
-		n      int
-		labels map[string]string
-	}{{"aaaaaa", 12, app}, {"bbbbbb", 4, ring}} {
-		labels := with(rev.labels, "pod-template-hash", rev.hash)
+	// revision creates, in ns, one ReplicaSet of owner's and its n pods, as
+	// the owner's controller would.
+	revision := func(ns string, owner *metav1.OwnerReference, name string, labels map[string]string, revisionKey string, number, n int) {
+		t.Helper()
 		rs := &appsv1.ReplicaSet{
 			ObjectMeta: metav1.ObjectMeta{
-				Namespace: "loki", Name: "distributor-" + rev.hash, Labels: labels,
-				Annotations:     map[string]string{"deployment.kubernetes.io/revision": fmt.Sprint(i + 1)},
-				OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(d, appsv1.SchemeGroupVersion.WithKind("Deployment"))},
+				Namespace: ns, Name: name, Labels: labels,
+				Annotations:     map[string]string{revisionKey: fmt.Sprint(number)},
+				OwnerReferences: []metav1.OwnerReference{*owner},
 			},
 			Spec: appsv1.ReplicaSetSpec{
-				Replicas: ptr.To(int32(rev.n)),
+				Replicas: ptr.To(int32(n)),
 				Selector: &metav1.LabelSelector{MatchLabels: labels},
 				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: d.Spec.Template.Spec},
 			},
 		}
 		must(c.Create(ctx, rs))
-		for p := range rev.n {
+		for p := range n {
 			must(c.Create(ctx, &corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{
-					Namespace: "loki", Name: fmt.Sprintf("%s-%d", rs.Name, p), Labels: labels,
+					Namespace: ns, Name: fmt.Sprintf("%s-%d", rs.Name, p), Labels: labels,
 					OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))},
 				},
 				Spec: d.Spec.Template.Spec,
 			}))
 		}
+	}
+	for i, rev := range []struct {
+		hash   string
+		n      int
+		labels map[string]string
+	}{{"aaaaaa", 12, app}, {"bbbbbb", 4, ring}} {
+		revision("loki", metav1.NewControllerRef(d, appsv1.SchemeGroupVersion.WithKind("Deployment")), "distributor-"+rev.hash,
+			with(rev.labels, "pod-template-hash", rev.hash), "deployment.kubernetes.io/revision", i+1, rev.n)
 	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "loki", Name: "distributor"},
@@ -200,29 +206,8 @@ func TestSetupAgainstAPIServer(t *testing.T) {
 		n      int
 		labels map[string]string
 	}{{"aaa", 6, map[string]string{"app": "web"}}, {"bbb", 2, map[string]string{"app": "web", "tier": "v2"}}} {
-		labels := with(rev.labels, "rollouts-pod-template-hash", rev.hash)
-		rs := &appsv1.ReplicaSet{
-			ObjectMeta: metav1.ObjectMeta{
-				Namespace: "shop", Name: "web-" + rev.hash, Labels: labels,
-				Annotations:     map[string]string{"rollout.argoproj.io/revision": fmt.Sprint(i + 1)},
-				OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(web, RolloutGVK)},
-			},
-			Spec: appsv1.ReplicaSetSpec{
-				Replicas: ptr.To(int32(rev.n)),
-				Selector: &metav1.LabelSelector{MatchLabels: labels},
-				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: d.Spec.Template.Spec},
-			},
-		}
-		must(c.Create(ctx, rs))
-		for p := range rev.n {
-			must(c.Create(ctx, &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{
-					Namespace: "shop", Name: fmt.Sprintf("%s-%d", rs.Name, p), Labels: labels,
-					OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(rs, appsv1.SchemeGroupVersion.WithKind("ReplicaSet"))},
-				},
-				Spec: d.Spec.Template.Spec,
-			}))
-		}
+		revision("shop", metav1.NewControllerRef(web, RolloutGVK), "web-"+rev.hash,
+			with(rev.labels, "rollouts-pod-template-hash", rev.hash), "rollout.argoproj.io/revision", i+1, rev.n)
 	}
 
 	// The informers see every pod, lean.
