@@ -26,7 +26,7 @@ import (
 // DHCP, the setting behind NXDOMAIN storms.
 const nodeResolvConf = "nameserver 192.0.2.53\nsearch example.org\n"
 
-const clusterDNS = "10.0.0.10"
+const clusterDNS = framework.ClusterDNSIP
 
 func main() {
 	if err := run(context.Background()); err != nil {
@@ -60,16 +60,10 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, ns := range []string{"kube-system", "netguard"} {
-		if _, err := cp.CreateNamespace(ctx, ns, nil); err != nil && !strings.Contains(err.Error(), "already exists") {
-			return err
-		}
+	if err := cp.CreateClusterDNS(ctx); err != nil {
+		return err
 	}
-	if err := cp.Client.Create(ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-dns"},
-		Spec: corev1.ServiceSpec{ClusterIP: clusterDNS, Selector: map[string]string{"k8s-app": "kube-dns"},
-			Ports: []corev1.ServicePort{{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}}},
-	}); err != nil {
+	if _, err := cp.CreateNamespace(ctx, "netguard", nil); err != nil {
 		return err
 	}
 	step("Installing the Helm chart (helm template charts/netguard, no cert-manager) into the local control plane")

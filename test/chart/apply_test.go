@@ -21,9 +21,6 @@ import (
 	"github.com/netguard-io/netguard/test/framework"
 )
 
-// clusterDNSIP is the kube-dns Service IP setupCluster creates.
-const clusterDNSIP = "10.0.0.10"
-
 // installCertManagerCRDs installs cert-manager's CRDs from the cert-manager
 // Go module netguard builds with, so the chart's Issuers and Certificates
 // are checked against the real schemas.
@@ -38,26 +35,6 @@ func installCertManagerCRDs(cp *framework.ControlPlane) error {
 	}
 	if _, err := envtest.InstallCRDs(cp.Config, envtest.CRDInstallOptions{Paths: []string{dir}, ErrorIfPathMissing: true}); err != nil {
 		return fmt.Errorf("installing cert-manager CRDs from %s: %w", dir, err)
-	}
-	return nil
-}
-
-// setupCluster creates what a cluster has before netguard: kube-system with
-// the kube-dns Service.
-func setupCluster(ctx context.Context) error {
-	if _, err := cp.CreateNamespace(ctx, "kube-system", nil); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	dns := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-dns"},
-		Spec: corev1.ServiceSpec{
-			ClusterIP: clusterDNSIP,
-			Selector:  map[string]string{"k8s-app": "kube-dns"},
-			Ports:     []corev1.ServicePort{{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}},
-		},
-	}
-	if err := cp.Client.Create(ctx, dns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating kube-dns Service: %w", err)
 	}
 	return nil
 }

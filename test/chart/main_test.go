@@ -68,7 +68,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if err := setupCluster(context.Background()); err != nil {
+	if err := cp.CreateClusterDNS(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "setting up the cluster:", err)
 		return 1
 	}

@@ -61,7 +61,7 @@ func StartControlPlane() (*ControlPlane, error) {
 		ControlPlaneStartTimeout: 0,
 	}
 	// A fixed directory for the API server's certificates, so that
-	// RestartAPIServer brings it back with the same ones and every client
+	// StartAPIServer after StopAPIServer brings it back with the same ones and every client
 	// (netguard's included) reconnects as before.
 	apiDir, err := os.MkdirTemp("", "netguard-apiserver-")
 	if err != nil {
@@ -161,6 +161,31 @@ func (cp *ControlPlane) WebhookURL(path string) string {
 func (cp *ControlPlane) InstallPodWebhook(ctx context.Context, mode NamespaceMode) error {
 	cfg := PodWebhookConfiguration(cp.WebhookURL(webhook.MutatePodPath), cp.CAData, mode)
 	return createOrReplace(ctx, cp.Client, cfg)
+}
+
+// ClusterDNSIP is the ClusterIP of the kube-dns Service CreateClusterDNS
+// makes; it lies in envtest's service range 10.0.0.0/24.
+const ClusterDNSIP = "10.0.0.10"
+
+// CreateClusterDNS creates what every cluster has before netguard:
+// namespace kube-system and in it the kube-dns Service, from which netguard
+// learns the cluster DNS IP. Either may exist already.
+func (cp *ControlPlane) CreateClusterDNS(ctx context.Context) error {
+	if _, err := cp.CreateNamespace(ctx, "kube-system", nil); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	dns := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-dns"},
+		Spec: corev1.ServiceSpec{
+			ClusterIP: ClusterDNSIP,
+			Selector:  map[string]string{"k8s-app": "kube-dns"},
+			Ports:     []corev1.ServicePort{{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}},
+		},
+	}
+	if err := cp.Client.Create(ctx, dns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating kube-dns Service: %w", err)
+	}
+	return nil
 }
 
 // CreateNamespace creates a namespace with labels.

@@ -21,9 +21,9 @@ import (
 	"github.com/netguard-io/netguard/test/framework"
 )
 
-// clusterDNSIP is the kube-dns Service IP the tests create; netguard
-// discovers it (the default settings leave dns.search.clusterDNS empty).
-const clusterDNSIP = "10.0.0.10"
+// clusterDNSIP is the kube-dns Service IP; netguard discovers it (the
+// default settings leave dns.search.clusterDNS empty).
+const clusterDNSIP = framework.ClusterDNSIP
 
 var (
 	cp          *framework.ControlPlane
@@ -85,21 +85,11 @@ func run(m *testing.M) int {
 // setupCluster creates what a cluster has before netguard: the kube-dns
 // Service and netguard's namespace, then the webhook configurations.
 func setupCluster(ctx context.Context) error {
-	for _, ns := range []string{"kube-system", "netguard"} {
-		if _, err := cp.CreateNamespace(ctx, ns, nil); err != nil && !strings.Contains(err.Error(), "already exists") {
-			return err
-		}
+	if err := cp.CreateClusterDNS(ctx); err != nil {
+		return err
 	}
-	dns := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "kube-system", Name: "kube-dns"},
-		Spec: corev1.ServiceSpec{
-			ClusterIP: clusterDNSIP,
-			Selector:  map[string]string{"k8s-app": "kube-dns"},
-			Ports:     []corev1.ServicePort{{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}},
-		},
-	}
-	if err := k8s.Create(ctx, dns); err != nil {
-		return fmt.Errorf("creating kube-dns Service: %w", err)
+	if _, err := cp.CreateNamespace(ctx, "netguard", nil); err != nil {
+		return err
 	}
 	return cp.InstallPodWebhook(ctx, framework.OptIn)
 }
