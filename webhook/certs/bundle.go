@@ -15,11 +15,15 @@ import (
 // PEM).
 //
 // The result holds the newest netguard CA and, for grace after that CA was
-// created, the one before it: when the CA rotates, a replica that still
-// serves a certificate from the previous CA is trusted until it has picked
-// up the new one. Certificates in existing that are not CAs, are expired,
-// or have a different subject than ca are dropped: netguard owns the
-// caBundle of its own webhooks.
+// created, one more: the CA this replica signs with (ca) when it is not the
+// newest, else the one before the newest. When the CA rotates, a replica
+// that still serves a certificate from the previous CA is trusted until it
+// has picked up the new one, and the CA in ca is always trusted while it
+// is within grace of the newest. "Newest" goes by NotBefore, which has
+// one-second precision: two CAs made in the same second are ordered by
+// their bytes, and ca is kept whichever of them comes first. Certificates
+// in existing that are not CAs, are expired, or have a different subject
+// than ca are dropped: netguard owns the caBundle of its own webhooks.
 //
 // The result depends only on the certificates and now, and
 // MergeBundle(MergeBundle(x)) == MergeBundle(x), so replicas that write the
@@ -58,7 +62,11 @@ func MergeBundle(existing, ca []byte, now time.Time, grace time.Duration) ([]byt
 	})
 	keep := candidates[:1]
 	if len(candidates) > 1 && now.Before(candidates[0].NotBefore.Add(grace)) {
-		keep = candidates[:2]
+		second := candidates[1]
+		if !candidates[0].Equal(ours) {
+			second = ours
+		}
+		keep = append(keep, second)
 	}
 	var out bytes.Buffer
 	for _, c := range keep {

@@ -57,6 +57,8 @@ func TestMergeBundle(t *testing.T) {
 	expired := cert(t, CACommonName, t0.Add(-400*24*time.Hour), true)
 	foreign := cert(t, "someone-elses-ca", t0.Add(-time.Hour), true)
 	leaf := cert(t, CACommonName, t0.Add(-time.Hour), false)
+	newer := cert(t, CACommonName, t0.Add(time.Minute), true)
+	newest := cert(t, CACommonName, t0.Add(2*time.Minute), true)
 
 	cases := map[string]struct {
 		existing, ca []byte
@@ -77,6 +79,7 @@ func TestMergeBundle(t *testing.T) {
 		"a leaf is dropped":                     {existing: leaf, ca: current, now: t0, want: current},
 		"garbage is replaced":                   {existing: []byte("not PEM at all"), ca: current, now: t0, want: current},
 		"a broken certificate block is dropped": {existing: []byte("-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n"), ca: current, now: t0, want: current},
+		"our CA stays behind two newer ones":    {existing: concat(newer, newest), ca: current, now: t0.Add(3 * time.Minute), want: concat(newest, current)},
 		"no CA is an error":                     {existing: current, ca: nil, now: t0, wantErr: "no PEM certificate"},
 		"a broken CA is an error":               {existing: current, ca: []byte("-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n"), now: t0, wantErr: "CA certificate"},
 	}
@@ -102,6 +105,38 @@ func TestMergeBundle(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMergeBundleKeepsOurCAOnTies: CAs made within the same second
+// (NotBefore has one-second precision) sort by their bytes; whatever the
+// order, the bundle keeps the CA netguard signs its serving certificate
+// with, or the API server would reject it.
+func TestMergeBundleKeepsOurCAOnTies(t *testing.T) {
+	for i := range 50 {
+		a := cert(t, CACommonName, t0, true)
+		b := cert(t, CACommonName, t0, true)
+		ours := cert(t, CACommonName, t0, true)
+		got, err := MergeBundle(concat(a, b), ours, t0, DefaultGrace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(mustParse(t, got), func(c *x509.Certificate) bool { return c.Equal(mustParse(t, ours)[0]) }) {
+			t.Fatalf("try %d: the bundle dropped the CA in use:\n%s", i, describe(t, got))
+		}
+		again, err := MergeBundle(got, ours, t0, DefaultGrace)
+		if err != nil || !bytes.Equal(again, got) {
+			t.Fatalf("try %d: second pass changed the bundle (err %v)", i, err)
+		}
+	}
+}
+
+func mustParse(t *testing.T, bundle []byte) []*x509.Certificate {
+	t.Helper()
+	certs, err := parseCertificates(bundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certs
 }
 
 // TestMergeBundleReplicasAgree: two replicas, one that has seen the new CA
