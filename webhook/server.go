@@ -3,6 +3,8 @@ package webhook
 import (
 	"crypto/tls"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -10,13 +12,12 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/webhook/conflicts"
 	"github.com/netguard-io/netguard/webhook/serviceguard"
+	"github.com/netguard-io/netguard/webhook/serving"
 )
 
 // Options are the server settings that come from flags.
@@ -24,13 +25,16 @@ type Options struct {
 	// CertDir holds tls.crt and tls.key; they are reloaded when they change.
 	// Defaults to controller-runtime's <tmp>/k8s-webhook-server/serving-certs.
 	CertDir string
-	// Port the webhook server listens on. Defaults to 9443.
+	// Port the webhook server listens on; 0 lets the kernel pick a free
+	// port (logged at start).
 	Port int
 	// Host the webhook server binds to. Defaults to all addresses.
 	Host string
-	// MetricsBindAddress serves /metrics; "0" disables it. Defaults to :8080.
+	// MetricsBindAddress serves /metrics; "0" or "" disables it. Port 0
+	// picks a free port.
 	MetricsBindAddress string
-	// HealthProbeBindAddress serves /healthz and /readyz. Defaults to :8081.
+	// HealthProbeBindAddress serves /healthz and /readyz; "0" or ""
+	// disables it. Port 0 picks a free port.
 	HealthProbeBindAddress string
 	// GracefulShutdownTimeout bounds how long in-flight requests may take
 	// to finish after SIGTERM. Defaults to 30s.
@@ -48,36 +52,50 @@ func Scheme() *runtime.Scheme {
 	return s
 }
 
-// NewManager builds the controller-runtime manager that serves netguard's
-// webhooks, metrics and health probes. Call Start on it to serve.
-func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (manager.Manager, error) {
-	scheme := Scheme()
+// NewManager opens netguard's endpoints and builds the controller-runtime
+// manager that serves its webhooks, metrics and health probes on them.
+// Call Start on it to serve; the bound addresses are in its Listeners.
+func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (*serving.Manager, error) {
 	shutdown := opts.GracefulShutdownTimeout
 	if shutdown == 0 {
 		shutdown = 30 * time.Second
 	}
-	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme: scheme,
-		WebhookServer: webhook.NewServer(webhook.Options{
-			Host:    opts.Host,
-			Port:    opts.Port,
-			CertDir: opts.CertDir,
-			TLSOpts: []func(*tls.Config){modernTLS},
-		}),
-		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsBindAddress, TLSOpts: []func(*tls.Config){modernTLS}},
-		HealthProbeBindAddress:  opts.HealthProbeBindAddress,
-		GracefulShutdownTimeout: &shutdown,
+	certDir := opts.CertDir
+	if certDir == "" {
+		certDir = filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs")
+	}
+	listeners, err := serving.Listen(serving.Addresses{
+		WebhookHost: opts.Host,
+		WebhookPort: opts.Port,
+		Metrics:     opts.MetricsBindAddress,
+		Health:      opts.HealthProbeBindAddress,
 	})
 	if err != nil {
+		return nil, err
+	}
+	mgr, err := serving.NewManager(restCfg, ctrl.Options{
+		Scheme:                  Scheme(),
+		GracefulShutdownTimeout: &shutdown,
+	}, listeners, certDir, modernTLS)
+	if err != nil {
+		listeners.Close()
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
+	if err := setup(mgr, opts, cfg); err != nil {
+		listeners.Close()
+		return nil, err
+	}
+	return mgr, nil
+}
 
+// setup registers netguard's webhooks, caches and checks on mgr.
+func setup(mgr *serving.Manager, opts Options, cfg *config.Config) error {
 	// The DNS Service is read uncached: caching it would mean watching every
 	// Service in the cluster for one IP.
 	dns := NewClusterDNS(cfg, mgr.GetAPIReader())
 	pods := NewPodMutator(cfg, mgr.GetClient(), dns, opts.Version)
 	pods.LiveReader = mgr.GetAPIReader()
-	mgr.GetWebhookServer().Register(MutatePodPath, &webhook.Admission{Handler: pods})
+	mgr.GetWebhookServer().Register(MutatePodPath, &crwebhook.Admission{Handler: pods})
 
 	// The conflict detector and the Service selector guard register their
 	// own handlers, caches and readiness checks (ready once synced). The
@@ -85,24 +103,21 @@ func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (manager
 	// Service update, also those the guard skips.
 	detector, err := conflicts.Setup(mgr, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("setting up the conflict detector: %w", err)
+		return fmt.Errorf("setting up the conflict detector: %w", err)
 	}
 	if _, err := serviceguard.Setup(mgr, cfg, detector.WrapServiceHandler); err != nil {
-		return nil, fmt.Errorf("setting up the service guard: %w", err)
+		return fmt.Errorf("setting up the service guard: %w", err)
 	}
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return nil, err
+		return err
 	}
-	if err := mgr.AddReadyzCheck("webhook-server", mgr.GetWebhookServer().StartedChecker()); err != nil {
-		return nil, err
-	}
-	return mgr, nil
+	return mgr.AddReadyzCheck("webhook-server", mgr.WebhookServer().StartedChecker())
 }
 
 // modernTLS allows TLS 1.2 with forward-secret AEAD suites, and TLS 1.3.
-// It also turns off HTTP/2 on the webhook and metrics servers, as
-// controller-runtime advises (CVE-2023-44487, rapid reset).
+// It also turns off HTTP/2 on the webhook server, as controller-runtime
+// advises (CVE-2023-44487, rapid reset).
 func modernTLS(c *tls.Config) {
 	c.MinVersion = tls.VersionTLS12
 	c.CipherSuites = []uint16{

@@ -48,7 +48,9 @@ when they change (cert-manager renews them). Without cert-manager,
 --self-managed-tls keeps a CA in a Secret, issues and renews the serving
 certificate itself, and writes the caBundle of netguard's own webhook
 configurations. Metrics are served on --metrics-bind-address, /healthz
-and /readyz on --health-probe-bind-address.`,
+and /readyz on --health-probe-bind-address. All three are opened before
+anything else starts; with port 0 the kernel picks a free port, and the
+"Starting netguard" log line gives the bound addresses.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := opts.loadConfig()
@@ -60,9 +62,9 @@ and /readyz on --health-probe-bind-address.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&opts.server.CertDir, "cert-dir", "", "directory with tls.crt and tls.key (default <tmp>/k8s-webhook-server/serving-certs)")
-	f.IntVar(&opts.server.Port, "port", 9443, "port the webhook server listens on")
-	f.StringVar(&opts.server.MetricsBindAddress, "metrics-bind-address", ":8080", `address of the metrics endpoint; "0" disables it`)
-	f.StringVar(&opts.server.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
+	f.IntVar(&opts.server.Port, "port", 9443, "port the webhook server listens on; 0 picks a free port")
+	f.StringVar(&opts.server.MetricsBindAddress, "metrics-bind-address", ":8080", `address of the metrics endpoint; "0" disables it, port 0 picks a free port`)
+	f.StringVar(&opts.server.HealthProbeBindAddress, "health-probe-bind-address", ":8081", `address of the /healthz and /readyz endpoints; "0" disables them, port 0 picks a free port`)
 	f.DurationVar(&opts.server.GracefulShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight requests may take to finish after SIGTERM")
 	f.StringVar(&opts.kubeconfig, "kubeconfig", "", "kubeconfig file; in-cluster configuration when empty")
 	addSelfManagedTLSFlags(f, &opts.selfManagedTLS)
@@ -98,7 +100,9 @@ func runServe(ctx context.Context, opts *serveOptions, cfg *config.Config) error
 	if err := opts.selfManagedTLS.setup(mgr, cfg); err != nil {
 		return err
 	}
-	log.Info("Starting netguard", "version", opts.server.Version, "port", opts.server.Port, "namespaceMode", cfg.Namespaces.Mode)
+	// The bound addresses, also when a port was 0: scripts and tests that
+	// start netguard read them from this line.
+	log.Info("Starting netguard", append([]any{"version", opts.server.Version, "namespaceMode", cfg.Namespaces.Mode}, mgr.Listeners().Bound()...)...)
 	return mgr.Start(ctx)
 }
 

@@ -6,11 +6,10 @@ import (
 
 	"github.com/spf13/pflag"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/webhook/certs"
+	"github.com/netguard-io/netguard/webhook/serving"
 )
 
 // selfManagedTLSOptions are the flags of `netguard serve` for running
@@ -41,7 +40,7 @@ func addSelfManagedTLSFlags(f *pflag.FlagSet, o *selfManagedTLSOptions) {
 // webhook server presents the certificate netguard issues itself, the CA,
 // certificate and caBundle writer run with the manager, and /readyz fails
 // until there is a certificate and the caBundle is written.
-func (o *selfManagedTLSOptions) setup(mgr manager.Manager, cfg *config.Config) error {
+func (o *selfManagedTLSOptions) setup(mgr *serving.Manager, cfg *config.Config) error {
 	if !o.enabled {
 		return nil
 	}
@@ -59,13 +58,9 @@ func (o *selfManagedTLSOptions) setup(mgr manager.Manager, cfg *config.Config) e
 	if err != nil {
 		return err
 	}
-	// The webhook server reads TLSOpts when it starts, so adding one here,
-	// before mgr.Start, replaces its cert-dir watcher.
-	srv, ok := mgr.GetWebhookServer().(*ctrlwebhook.DefaultServer)
-	if !ok {
-		return fmt.Errorf("self-managed TLS: unexpected webhook server %T", mgr.GetWebhookServer())
-	}
-	srv.Options.TLSOpts = append(srv.Options.TLSOpts, sm.TLSOpt)
+	// The webhook server reads its TLS options when it starts, so adding one
+	// here, before mgr.Start, replaces its cert-dir watcher.
+	mgr.WebhookServer().AddTLSOption(sm.TLSOpt)
 	if err := mgr.Add(sm); err != nil {
 		return fmt.Errorf("self-managed TLS: %w", err)
 	}

@@ -1,0 +1,128 @@
+package serving
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+)
+
+// Manager is a controller-runtime manager whose webhook, metrics and probe
+// servers serve on the Listeners it was built with. Health and readiness
+// checks are added as usual, before Start.
+type Manager struct {
+	manager.Manager
+	listeners *Listeners
+	webhook   *WebhookServer
+	started   atomic.Bool
+	healthz   map[string]healthz.Checker
+	readyz    map[string]healthz.Checker
+}
+
+// NewManager builds a manager that serves on l: the admission webhooks
+// (TLS; certificates from certDir unless a TLS option sets
+// GetCertificate), controller-runtime's metrics registry on /metrics, and
+// /healthz and /readyz. The probe and metrics servers start before the
+// caches, so liveness answers while they sync. opts' own server settings
+// are replaced.
+func NewManager(restCfg *rest.Config, opts manager.Options, l *Listeners, certDir string, tlsOpts ...func(*tls.Config)) (*Manager, error) {
+	m := &Manager{
+		listeners: l,
+		webhook:   NewWebhookServer(l.Webhook, certDir, tlsOpts...),
+		healthz:   map[string]healthz.Checker{},
+		readyz:    map[string]healthz.Checker{},
+	}
+	opts.WebhookServer = m.webhook
+	opts.Metrics = metricsserver.Options{BindAddress: "0"}
+	opts.HealthProbeBindAddress = "0"
+	mgr, err := manager.New(restCfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	m.Manager = mgr
+	if l.Metrics != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(ctrlmetrics.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}))
+		if err := mgr.Add(httpServer("metrics", mux, l.Metrics)); err != nil {
+			return nil, err
+		}
+	}
+	if l.Health != nil {
+		mux := http.NewServeMux()
+		for path, checks := range map[string]map[string]healthz.Checker{"/healthz": m.healthz, "/readyz": m.readyz} {
+			h := http.StripPrefix(path, &healthz.Handler{Checks: checks})
+			mux.Handle(path, h)
+			mux.Handle(path+"/", h) // one check: /readyz/<name>
+		}
+		if err := mgr.Add(httpServer("health probe", mux, l.Health)); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// probeShutdownTimeout bounds how long the metrics and probe servers wait
+// for open requests when the manager stops.
+const probeShutdownTimeout = 5 * time.Second
+
+func httpServer(name string, h http.Handler, l net.Listener) *manager.Server {
+	timeout := probeShutdownTimeout
+	return &manager.Server{
+		Name:            name,
+		Listener:        l,
+		ShutdownTimeout: &timeout,
+		Server: &http.Server{
+			Handler:           h,
+			MaxHeaderBytes:    1 << 20,
+			IdleTimeout:       90 * time.Second,
+			ReadHeaderTimeout: 32 * time.Second,
+		},
+	}
+}
+
+// WebhookServer is the server the admission webhooks are registered on.
+func (m *Manager) WebhookServer() *WebhookServer { return m.webhook }
+
+// Listeners are the endpoints the manager serves on.
+func (m *Manager) Listeners() *Listeners { return m.listeners }
+
+// AddHealthzCheck adds a liveness check served on /healthz.
+func (m *Manager) AddHealthzCheck(name string, check healthz.Checker) error {
+	return m.addCheck(m.healthz, name, check)
+}
+
+// AddReadyzCheck adds a readiness check served on /readyz.
+func (m *Manager) AddReadyzCheck(name string, check healthz.Checker) error {
+	return m.addCheck(m.readyz, name, check)
+}
+
+func (m *Manager) addCheck(checks map[string]healthz.Checker, name string, check healthz.Checker) error {
+	if m.started.Load() {
+		return fmt.Errorf("check %q: checks must be added before the manager starts", name)
+	}
+	if _, dup := checks[name]; dup {
+		return fmt.Errorf("check %q added twice", name)
+	}
+	checks[name] = check
+	return nil
+}
+
+// Start runs the manager until ctx ends. A manager that fails to start
+// closes its listeners.
+func (m *Manager) Start(ctx context.Context) error {
+	m.started.Store(true)
+	err := m.Manager.Start(ctx)
+	// Servers that never started have not closed their sockets.
+	return errors.Join(err, m.listeners.Close())
+}

@@ -1,0 +1,136 @@
+package serving
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+)
+
+// shutdownTimeout bounds how long in-flight admission requests may take
+// once the server stops; the manager's graceful shutdown timeout bounds
+// the whole.
+const shutdownTimeout = time.Minute
+
+// WebhookServer serves admission webhooks over TLS on a listener it is
+// given. It is controller-runtime's webhook server (Register instruments
+// every handler with the controller_runtime_webhook_* metrics) except that
+// it does not open its own socket.
+type WebhookServer struct {
+	*crwebhook.DefaultServer
+	mux      *http.ServeMux
+	listener net.Listener
+	certDir  string
+	started  atomic.Bool
+
+	mu      sync.Mutex
+	tlsOpts []func(*tls.Config)
+}
+
+var _ crwebhook.Server = (*WebhookServer)(nil)
+
+// NewWebhookServer returns a server for l. Unless a TLS option sets
+// GetCertificate, it serves tls.crt and tls.key from certDir and reloads
+// them when they change (cert-manager renews them in place).
+func NewWebhookServer(l net.Listener, certDir string, tlsOpts ...func(*tls.Config)) *WebhookServer {
+	port := 0
+	if a, ok := l.Addr().(*net.TCPAddr); ok {
+		port = a.Port
+	}
+	mux := http.NewServeMux()
+	return &WebhookServer{
+		DefaultServer: crwebhook.NewServer(crwebhook.Options{Port: port, CertDir: certDir, WebhookMux: mux}).(*crwebhook.DefaultServer),
+		mux:           mux,
+		listener:      l,
+		certDir:       certDir,
+		tlsOpts:       tlsOpts,
+	}
+}
+
+// AddTLSOption adds a TLS option; it takes effect when the server starts.
+func (s *WebhookServer) AddTLSOption(opt func(*tls.Config)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tlsOpts = append(s.tlsOpts, opt)
+}
+
+// WebhookMux is the multiplexer Register adds the webhooks to.
+func (s *WebhookServer) WebhookMux() *http.ServeMux { return s.mux }
+
+// Addr is the address the server listens on.
+func (s *WebhookServer) Addr() net.Addr { return s.listener.Addr() }
+
+// Start serves until ctx ends, then lets in-flight requests finish.
+func (s *WebhookServer) Start(ctx context.Context) error {
+	log := logf.FromContext(ctx).WithName("webhook-server")
+	cfg := &tls.Config{}
+	s.mu.Lock()
+	for _, opt := range s.tlsOpts {
+		opt(cfg)
+	}
+	s.mu.Unlock()
+	if cfg.GetCertificate == nil {
+		w, err := certwatcher.New(filepath.Join(s.certDir, "tls.crt"), filepath.Join(s.certDir, "tls.key"))
+		if err != nil {
+			return fmt.Errorf("serving certificate in %s: %w", s.certDir, err)
+		}
+		cfg.GetCertificate = w.GetCertificate
+		go func() {
+			if err := w.Start(ctx); err != nil {
+				log.Error(err, "Watching the serving certificate failed")
+			}
+		}()
+	}
+
+	srv := &http.Server{
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		Handler:           s.mux,
+		MaxHeaderBytes:    1 << 20,
+		IdleTimeout:       90 * time.Second,
+		ReadHeaderTimeout: 32 * time.Second,
+	}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			log.Error(err, "Shutting down the webhook server")
+		}
+	}()
+	log.Info("Serving webhooks", "addr", s.listener.Addr().String())
+	s.started.Store(true)
+	if err := srv.Serve(tls.NewListener(s.listener, cfg)); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	<-stopped
+	return nil
+}
+
+// StartedChecker fails until the server completes a TLS handshake on its
+// own address: it is serving and has a certificate.
+func (s *WebhookServer) StartedChecker() healthz.Checker {
+	return func(*http.Request) error {
+		if !s.started.Load() {
+			return errors.New("webhook server has not started yet")
+		}
+		d := &net.Dialer{Timeout: 10 * time.Second}
+		conn, err := tls.DialWithDialer(d, "tcp", s.listener.Addr().String(), &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a local liveness handshake, not trust
+		if err != nil {
+			return fmt.Errorf("webhook server not reachable: %w", err)
+		}
+		return conn.Close()
+	}
+}
