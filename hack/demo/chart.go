@@ -31,22 +31,19 @@ func renderChart() ([]manifest.Document, error) {
 	return manifest.Read(bytes.NewReader(out), "helm template charts/netguard")
 }
 
-// applyChart creates the rendered objects. It returns the webhook
-// configurations, pointed at the local server, to create once netguard is
-// ready, and the settings file from the chart's ConfigMap.
-func applyChart(ctx context.Context, cp *framework.ControlPlane, docs []manifest.Document) ([]client.Object, []byte, error) {
-	var webhooks []client.Object
+// applyChart creates the rendered objects but the webhook configurations,
+// which it returns to create once netguard serves (see localWebhook), and
+// the settings file from the chart's ConfigMap.
+func applyChart(ctx context.Context, cp *framework.ControlPlane, docs []manifest.Document) ([]*unstructured.Unstructured, []byte, error) {
+	var webhooks []*unstructured.Unstructured
 	var config []byte
 	for _, doc := range docs {
 		obj := doc.Object
 		if obj == nil {
 			continue
 		}
-		if wh, ok, err := localWebhooks(cp, obj); err != nil {
-			return nil, nil, err
-		} else if ok {
-			webhooks = append(webhooks, wh)
-			fmt.Printf("  %s %s: pointed at the local server\n", obj.GetKind(), obj.GetName())
+		if kind := obj.GetKind(); kind == "MutatingWebhookConfiguration" || kind == "ValidatingWebhookConfiguration" {
+			webhooks = append(webhooks, obj)
 			continue
 		}
 		if obj.GetKind() == "ConfigMap" {
@@ -64,9 +61,10 @@ func applyChart(ctx context.Context, cp *framework.ControlPlane, docs []manifest
 	return webhooks, config, nil
 }
 
-// localWebhooks converts a rendered webhook configuration, with every
-// webhook pointed at the local server; ok is false for other objects.
-func localWebhooks(cp *framework.ControlPlane, obj *unstructured.Unstructured) (client.Object, bool, error) {
+// localWebhook converts a rendered webhook configuration, with every
+// webhook pointed at the local server s and trusting caBundle; ok is false
+// for other objects.
+func localWebhook(s *framework.Server, caBundle []byte, obj *unstructured.Unstructured) (client.Object, bool, error) {
 	var out client.Object
 	var configs []*admissionregv1.WebhookClientConfig
 	switch obj.GetKind() {
@@ -92,18 +90,14 @@ func localWebhooks(cp *framework.ControlPlane, obj *unstructured.Unstructured) (
 		return nil, false, nil
 	}
 	for _, cc := range configs {
-		pointAt(cp, cc)
+		path := ""
+		if cc.Service != nil && cc.Service.Path != nil {
+			path = *cc.Service.Path
+		}
+		url := s.WebhookURL(path)
+		cc.Service, cc.URL, cc.CABundle = nil, &url, caBundle
 	}
 	return out, true, nil
-}
-
-func pointAt(cp *framework.ControlPlane, cc *admissionregv1.WebhookClientConfig) {
-	path := ""
-	if cc.Service != nil && cc.Service.Path != nil {
-		path = *cc.Service.Path
-	}
-	url := cp.WebhookURL(path)
-	cc.Service, cc.URL, cc.CABundle = nil, &url, cp.CAData
 }
 
 func fromUnstructured(obj *unstructured.Unstructured, out any) error {

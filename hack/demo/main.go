@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/netguard-io/netguard/internal/testlog"
 	"github.com/netguard-io/netguard/policies/podpolicy"
 	"github.com/netguard-io/netguard/test/framework"
 )
@@ -29,6 +30,7 @@ const nodeResolvConf = "nameserver 192.0.2.53\nsearch example.org\n"
 const clusterDNS = framework.ClusterDNSIP
 
 func main() {
+	testlog.Discard() // the demo prints what matters itself
 	if err := run(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
@@ -86,12 +88,20 @@ func run(ctx context.Context) error {
 	defer server.Stop()
 	// No kubelet runs here, so netguard runs as a local process with the
 	// chart's settings, and the chart's webhook configurations point at it.
-	for _, wh := range webhooks {
+	for _, obj := range webhooks {
+		wh, _, err := localWebhook(server, cp.CAData, obj)
+		if err != nil {
+			return err
+		}
 		if err := cp.Client.Create(ctx, wh); err != nil {
 			return fmt.Errorf("creating %s: %w", wh.GetName(), err)
 		}
+		fmt.Printf("  created %s %s, pointed at the local server\n", obj.GetKind(), obj.GetName())
+		if err := cp.WaitCalled(ctx, server, obj.GetKind()); err != nil {
+			return err
+		}
 	}
-	fmt.Printf("  netguard serve runs locally with the chart's config.yaml; webhooks at %s, cluster DNS %s discovered from kube-system/kube-dns\n", cp.WebhookURL(""), clusterDNS)
+	fmt.Printf("  netguard serve runs locally with the chart's config.yaml; webhooks at %s, cluster DNS %s discovered from kube-system/kube-dns\n", server.WebhookURL(""), clusterDNS)
 
 	step("Creating namespace team (label netguard.io/inject=enabled) and namespace legacy (no label)")
 	if _, err := cp.CreateNamespace(ctx, "team", map[string]string{"netguard.io/inject": "enabled"}); err != nil {

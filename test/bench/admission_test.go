@@ -29,14 +29,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/netguard-io/netguard/config"
 	ngwebhook "github.com/netguard-io/netguard/webhook"
 	"github.com/netguard-io/netguard/webhook/serviceguard"
+	"github.com/netguard-io/netguard/webhook/serving"
 )
 
 // TestAdmissionLatency measures Pod CREATE admission over TLS: netguard's
@@ -48,8 +47,6 @@ func TestAdmissionLatency(t *testing.T) {
 	if os.Getenv("NETGUARD_BENCH") == "" {
 		t.Skip("benchmark: set NETGUARD_BENCH=1 (make bench)")
 	}
-	// Logs are encoded as in production, then discarded.
-	logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	base, client := startServer(t, nil)
 	body := podReview(t)
 	paths := []string{"/noop", ngwebhook.MutatePodPath}
@@ -65,7 +62,6 @@ func TestServiceAdmissionLatency(t *testing.T) {
 	if os.Getenv("NETGUARD_BENCH") == "" {
 		t.Skip("benchmark: set NETGUARD_BENCH=1 (make bench)")
 	}
-	logf.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	w := cachedWorld(100_000, false)
 	add(w.stores.Namespaces, serviceguard.TransformNamespace, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "loki", Labels: map[string]string{"netguard.io/inject": "enabled"}}})
 	cfg, err := config.Parse(nil)
@@ -239,14 +235,13 @@ func startServer(t *testing.T, register func(webhook.Server)) (string, *http.Cli
 		t.Fatal(err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 
 	scheme := ngwebhook.Scheme()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", Labels: map[string]string{"netguard.io/inject": "enabled"}}}
 	reader := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ns).Build()
 	cfg := config.Default()
 	cfg.DNS.Search.ClusterDNS = "10.96.0.10"
-	srv := webhook.NewServer(webhook.Options{Host: "127.0.0.1", Port: port, CertDir: dir})
+	srv := serving.NewWebhookServer(l, dir)
 	srv.Register(ngwebhook.MutatePodPath, &webhook.Admission{Handler: ngwebhook.NewPodMutator(cfg, reader, ngwebhook.NewClusterDNS(cfg, reader), "bench")})
 	srv.Register("/noop", &webhook.Admission{Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
 		return admission.Allowed("")

@@ -53,8 +53,9 @@ func restrictedNamespace(t *testing.T, ctx context.Context, name string) {
 }
 
 // applyObjects creates every object on the API server, in order, and
-// removes the cluster-scoped ones when t ends (namespaced ones go with
-// their namespace).
+// deletes them when t ends, so that a test runs again on the same API
+// server (go test -count). Namespaces stay: without a namespace controller
+// a deleted namespace never goes away.
 func applyObjects(t *testing.T, ctx context.Context, objs objects) {
 	t.Helper()
 	for _, obj := range objs {
@@ -62,14 +63,17 @@ func applyObjects(t *testing.T, ctx context.Context, objs objects) {
 		if err := cp.Client.Create(ctx, obj); err != nil {
 			t.Fatalf("the API server rejects %s %s/%s: %v", obj.GetKind(), obj.GetNamespace(), obj.GetName(), err)
 		}
-		if obj.GetNamespace() == "" || obj.GetNamespace() == "kube-system" {
-			t.Cleanup(func() {
-				if err := cp.Client.Delete(context.Background(), obj); err != nil && !apierrors.IsNotFound(err) {
-					t.Errorf("deleting %s %s: %v", obj.GetKind(), obj.GetName(), err)
-				}
-			})
-		}
+		deleteAtEnd(t, obj)
 	}
+}
+
+// deleteAtEnd deletes obj when t ends.
+func deleteAtEnd(t *testing.T, obj client.Object) {
+	t.Cleanup(func() {
+		if err := cp.Client.Delete(context.Background(), obj); err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("deleting %T %s/%s: %v", obj, obj.GetNamespace(), obj.GetName(), err)
+		}
+	})
 }
 
 // TestChartObjectsAreAccepted creates every rendered object of every case
@@ -114,6 +118,8 @@ func TestChartObjectsAreAccepted(t *testing.T) {
 			}
 			if err := cp.Client.Create(ctx, pod); err != nil {
 				t.Errorf("the API server rejects netguard's pod: %v", err)
+			} else {
+				deleteAtEnd(t, pod)
 			}
 		})
 	}

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/netguard-io/netguard/internal/testlog"
 	"github.com/netguard-io/netguard/test/framework"
 )
 
@@ -39,6 +40,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	testlog.Discard()
 	require := os.Getenv("NETGUARD_REQUIRE_ENVTEST") != ""
 	var err error
 	if helmBin, err = findHelm(); err != nil {

@@ -106,7 +106,7 @@ func TestEachRBACPermissionIsNeeded(t *testing.T) {
 		applyRoles(t, ctx, roles, missing)
 		waitRBAC(t, ctx, user, perms, missing)
 		prepareCASecret(t, ctx, r, missing)
-		s := launchServer(t, config, args...)
+		s := launchServer(t, ctx, r, config, args...)
 		if missing == nil || needsReadyServer(*missing) {
 			eventually(t, time.Minute, "netguard ready", func() (bool, string) {
 				return s.Probe("/readyz") == http.StatusOK, tail(s.Log(), 20)
@@ -347,7 +347,7 @@ func TestServiceGuardUntilItsViewSyncs(t *testing.T) {
 	sa := r.deployment.Spec.Template.Spec.ServiceAccountName
 	waitRBAC(t, ctx, "system:serviceaccount:"+serverNamespace+":"+sa, perms, &listPods)
 
-	s := launchServer(t, configFile(t, r), append(serverArgs(r), "--kubeconfig", serviceAccountKubeconfig(t, r))...)
+	s := launchServer(t, ctx, r, configFile(t, r), append(serverArgs(r), "--kubeconfig", serviceAccountKubeconfig(t, r))...)
 	eventually(t, 30*time.Second, "netguard failing to list pods", func() (bool, string) {
 		return strings.Contains(s.Log(), listPods.forbidden()), tail(s.Log(), 10)
 	})

@@ -25,6 +25,7 @@ import (
 
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
@@ -40,9 +41,11 @@ import (
 const serverNamespace = "netguard"
 
 // localInstall applies the chart rendered with values as release name in
-// serverNamespace, with every webhook pointed at the local server
-// (https://localhost:<port>) and caBundle set to caBundle (nil: left for
-// netguard to write). It returns the rendered chart.
+// serverNamespace, except the Deployment: the tests run netguard serve
+// themselves, and launchServer points the webhooks at it. caBundle, when
+// not nil, goes into every webhook (otherwise netguard writes it). Every
+// object, and the CA Secret netguard makes, is deleted when t ends. It
+// returns the rendered chart.
 func localInstall(t *testing.T, ctx context.Context, name string, values map[string]any, caBundle []byte) rendered {
 	t.Helper()
 	rel := release{name: name, namespace: serverNamespace}
@@ -52,7 +55,9 @@ func localInstall(t *testing.T, ctx context.Context, name string, values map[str
 		obj = obj.DeepCopy()
 		switch obj.GetKind() {
 		case "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration":
-			pointAtLocalServer(t, obj, caBundle)
+			if caBundle != nil {
+				setBundle(t, obj, caBundle)
+			}
 		case "Deployment":
 			continue // nothing runs it here; the test runs netguard serve itself
 		}
@@ -61,23 +66,24 @@ func localInstall(t *testing.T, ctx context.Context, name string, values map[str
 	if _, err := cp.CreateNamespace(ctx, serverNamespace, nil); err != nil && !strings.Contains(err.Error(), "already exists") {
 		t.Fatal(err)
 	}
+	if slices.ContainsFunc(r.container.Args, func(a string) bool { return strings.HasPrefix(a, "--tls-secret") }) {
+		secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: serverNamespace, Name: r.flag(t, "--tls-secret")}}
+		t.Cleanup(func() {
+			if err := cp.Client.Delete(context.Background(), secret); err != nil && !apierrors.IsNotFound(err) {
+				t.Errorf("deleting the CA Secret: %v", err)
+			}
+		})
+	}
 	applyObjects(t, ctx, objs)
 	return r
 }
 
-// pointAtLocalServer replaces the Service reference of every webhook in a
-// webhook configuration with the local server's URL.
-func pointAtLocalServer(t *testing.T, obj *unstructured.Unstructured, caBundle []byte) {
+// setBundle sets caBundle of every webhook in a webhook configuration.
+func setBundle(t *testing.T, obj *unstructured.Unstructured, caBundle []byte) {
 	t.Helper()
 	webhooks, _, _ := unstructured.NestedSlice(obj.Object, "webhooks")
 	for _, w := range webhooks {
-		cc := w.(map[string]any)["clientConfig"].(map[string]any)
-		path := cc["service"].(map[string]any)["path"].(string)
-		delete(cc, "service")
-		cc["url"] = fmt.Sprintf("https://localhost:%d%s", cp.WebhookPort, path)
-		if caBundle != nil {
-			cc["caBundle"] = b64.StdEncoding.EncodeToString(caBundle)
-		}
+		w.(map[string]any)["clientConfig"].(map[string]any)["caBundle"] = b64.StdEncoding.EncodeToString(caBundle)
 	}
 	if err := unstructured.SetNestedSlice(obj.Object, webhooks, "webhooks"); err != nil {
 		t.Fatal(err)
@@ -135,10 +141,11 @@ func serviceAccountKubeconfig(t *testing.T, r rendered) string {
 	return path
 }
 
-// startServer runs netguard serve and waits until it is ready.
-func startServer(t *testing.T, ctx context.Context, config string, args ...string) *framework.Server {
+// startServer runs netguard serve for release r and waits until it is
+// ready (see launchServer).
+func startServer(t *testing.T, ctx context.Context, r rendered, config string, args ...string) *framework.Server {
 	t.Helper()
-	s := launchServer(t, config, args...)
+	s := launchServer(t, ctx, r, config, args...)
 	eventually(t, time.Minute, "netguard serve ready", func() (bool, string) {
 		if !s.Running() {
 			t.Fatalf("netguard serve exited: %v\n%s", s.Wait(), tail(s.Log(), 40))
@@ -148,9 +155,11 @@ func startServer(t *testing.T, ctx context.Context, config string, args ...strin
 	return s
 }
 
-// launchServer runs netguard serve without waiting for it to be ready; it
-// is stopped when t ends, and its log shown if t failed.
-func launchServer(t *testing.T, config string, args ...string) *framework.Server {
+// launchServer runs netguard serve for release r without waiting for it to
+// be ready, and points r's webhook configurations at it
+// (https://localhost:<port>, a name its certificates carry). It is
+// stopped when t ends, and its log shown if t failed.
+func launchServer(t *testing.T, ctx context.Context, r rendered, config string, args ...string) *framework.Server {
 	t.Helper()
 	s, err := cp.LaunchServer(netguardBin, config, args...)
 	if err != nil {
@@ -164,6 +173,9 @@ func launchServer(t *testing.T, config string, args ...string) *framework.Server
 			t.Logf("netguard serve log:\n%s", tail(withoutHandshakeErrors(s.Log()), 60))
 		}
 	})
+	if err := framework.PointWebhooks(ctx, cp.Client, fmt.Sprintf("https://localhost:%d", s.WebhookPort), nil, r.fullname); err != nil {
+		t.Fatalf("pointing the webhooks at netguard: %v", err)
+	}
 	return s
 }
 
@@ -272,8 +284,8 @@ func TestSelfManagedTLS(t *testing.T) {
 	r := localInstall(t, ctx, "netguard", map[string]any{"certManager": map[string]any{"enabled": false}}, nil)
 	kubeconfig := serviceAccountKubeconfig(t, r)
 	args := append(serverArgs(r), "--kubeconfig", kubeconfig, "--webhook-dns-names=localhost")
-	startServer(t, ctx, configFile(t, r), args...)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cp.WebhookPort))
+	s := startServer(t, ctx, r, configFile(t, r), args...)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(s.WebhookPort))
 	secretKey := client.ObjectKey{Namespace: serverNamespace, Name: r.flag(t, "--tls-secret")}
 
 	readCA := func() []byte {
@@ -331,15 +343,12 @@ func TestSelfManagedTLS(t *testing.T) {
 	assertPodMutated(t, ctx, "after caBundle was rewritten")
 
 	// A second replica: the same CA, and no caBundle writes back and forth.
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	startServer(t, ctx, configFile(t, r), append(args, "--port", strconv.Itoa(port))...)
+	// The webhooks now point at it.
+	second := startServer(t, ctx, r, configFile(t, r), args...)
 	if got := readCA(); !bytes.Equal(got, rotated) {
 		t.Fatal("the second replica replaced the CA instead of using the Secret")
 	}
-	if _, err := servedCertificate(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "localhost", rotated); err != nil {
+	if _, err := servedCertificate(net.JoinHostPort("127.0.0.1", strconv.Itoa(second.WebhookPort)), "localhost", rotated); err != nil {
 		t.Fatalf("second replica's certificate: %v", err)
 	}
 	before := mutatingConfiguration(t, ctx, r.fullname).ResourceVersion
@@ -367,8 +376,8 @@ func TestServingCertificateReload(t *testing.T) {
 	writeSecretVolume(t, certDir, first)
 
 	args := append(serverArgs(r), "--kubeconfig", serviceAccountKubeconfig(t, r), "--cert-dir", certDir)
-	startServer(t, ctx, configFile(t, r), args...)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(cp.WebhookPort))
+	s := startServer(t, ctx, r, configFile(t, r), args...)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(s.WebhookPort))
 	if got, err := servedCertificate(addr, "localhost", ca.pem); err != nil || got.SerialNumber.Cmp(first.serial) != 0 {
 		t.Fatalf("server presents %v (err %v), want the first certificate", got.SerialNumber, err)
 	}
@@ -502,15 +511,6 @@ func subjects(certs []*x509.Certificate) []string {
 		out = append(out, c.Subject.CommonName+"@"+c.NotBefore.Format(time.RFC3339))
 	}
 	return out
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func tail(s string, lines int) string {

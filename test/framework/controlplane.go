@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/netguard-io/netguard/test/ports"
 	"github.com/netguard-io/netguard/webhook"
 	"github.com/netguard-io/netguard/webhook/serviceguard"
 )
@@ -30,26 +31,29 @@ const apiServerStopTimeout = 5 * time.Second
 const AssetsHint = "set KUBEBUILDER_ASSETS=$(hack/envtest-assets.sh), or run 'make test'"
 
 // ControlPlane is a running kube-apiserver and etcd, plus the serving
-// certificate and address the webhook server uses.
+// certificate the webhook server uses.
 type ControlPlane struct {
 	Env    *envtest.Environment
 	Config *rest.Config
 	Client client.Client
 	// Kubeconfig is a file for an admin user, for `netguard serve --kubeconfig`.
 	Kubeconfig string
-	// WebhookHost and WebhookPort are where the API server calls netguard.
-	WebhookHost string
-	WebhookPort int
-	// CertDir holds tls.crt and tls.key for the webhook server; CAData
-	// signed them and goes into the webhook configurations' caBundle.
+	// CertDir holds tls.crt and tls.key for the webhook server (for
+	// 127.0.0.1 and localhost); CAData signed them and goes into the
+	// webhook configurations' caBundle.
 	CertDir string
 	CAData  []byte
 
-	apiDir string
+	apiDir       string
+	releasePorts func()
+	// installed are the kinds of netguard's webhook configurations the
+	// framework created; StartServer points them at each new server.
+	installed map[string]bool
 }
 
-// StartControlPlane starts kube-apiserver and etcd from KUBEBUILDER_ASSETS.
-func StartControlPlane() (*ControlPlane, error) {
+// StartControlPlane starts kube-apiserver and etcd from KUBEBUILDER_ASSETS,
+// on ports no other process takes (see package ports).
+func StartControlPlane() (cp *ControlPlane, err error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set: %s", AssetsHint)
 	}
@@ -60,6 +64,7 @@ func StartControlPlane() (*ControlPlane, error) {
 		ControlPlaneStopTimeout:  0,
 		ControlPlaneStartTimeout: 0,
 	}
+	api := env.ControlPlane.GetAPIServer()
 	// A fixed directory for the API server's certificates, so that
 	// StartAPIServer after StopAPIServer brings it back with the same ones and every client
 	// (netguard's included) reconnects as before.
@@ -67,48 +72,41 @@ func StartControlPlane() (*ControlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	env.ControlPlane.GetAPIServer().CertDir = apiDir
+	api.CertDir = apiDir
 	// kube-apiserver waits for open watches to end before it exits on
 	// SIGTERM; past this it is killed (see StopAPIServer).
-	env.ControlPlane.GetAPIServer().StopTimeout = apiServerStopTimeout
-	// Certificates and a free port for the webhook server, without
-	// installing anything: the webhook configurations are created here, as
-	// the chart does.
+	api.StopTimeout = apiServerStopTimeout
+	cp = &ControlPlane{apiDir: apiDir, Env: env, installed: map[string]bool{}}
+	defer func() {
+		if err != nil {
+			_ = cp.Stop()
+		}
+	}()
+	// Certificates for the webhook server, without installing anything:
+	// the webhook configurations are created once netguard serves and has
+	// told its port. (A port other than 0 keeps envtest from picking one.)
+	env.WebhookInstallOptions.LocalServingPort = -1
 	if err := env.WebhookInstallOptions.PrepWithoutInstalling(); err != nil {
-		os.RemoveAll(apiDir)
 		return nil, fmt.Errorf("preparing webhook certificates: %w", err)
 	}
-	cfg, err := env.Start()
-	if err != nil {
-		os.RemoveAll(apiDir)
+	cp.CertDir = env.WebhookInstallOptions.LocalServingCertDir
+	cp.CAData = env.WebhookInstallOptions.LocalServingCAData
+	if cp.Config, cp.releasePorts, err = ports.StartEnvtest(env); err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd (%s): %w", AssetsHint, err)
 	}
-	cp := &ControlPlane{
-		apiDir:      apiDir,
-		Env:         env,
-		Config:      cfg,
-		WebhookHost: env.WebhookInstallOptions.LocalServingHost,
-		WebhookPort: env.WebhookInstallOptions.LocalServingPort,
-		CertDir:     env.WebhookInstallOptions.LocalServingCertDir,
-		CAData:      env.WebhookInstallOptions.LocalServingCAData,
-	}
-	if cp.Client, err = client.New(cfg, client.Options{Scheme: env.Scheme}); err != nil {
-		_ = env.Stop()
+	if cp.Client, err = client.New(cp.Config, client.Options{Scheme: env.Scheme}); err != nil {
 		return nil, err
 	}
 	user, err := env.AddUser(envtest.User{Name: "netguard-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
-		_ = env.Stop()
 		return nil, fmt.Errorf("adding user: %w", err)
 	}
 	kc, err := user.KubeConfig()
 	if err != nil {
-		_ = env.Stop()
 		return nil, err
 	}
 	cp.Kubeconfig = filepath.Join(cp.CertDir, "kubeconfig")
 	if err := os.WriteFile(cp.Kubeconfig, kc, 0o600); err != nil {
-		_ = env.Stop()
 		return nil, err
 	}
 	return cp, nil
@@ -118,6 +116,10 @@ func StartControlPlane() (*ControlPlane, error) {
 func (cp *ControlPlane) Stop() error {
 	err := cp.Env.Stop()
 	os.RemoveAll(cp.apiDir)
+	os.RemoveAll(cp.CertDir)
+	if cp.releasePorts != nil {
+		cp.releasePorts()
+	}
 	return err
 }
 
@@ -150,17 +152,20 @@ func (cp *ControlPlane) StartAPIServer() error {
 	return cp.Env.ControlPlane.GetAPIServer().Start()
 }
 
-// WebhookURL is the URL the API server calls for path.
-func (cp *ControlPlane) WebhookURL(path string) string {
-	return fmt.Sprintf("https://%s:%d%s", cp.WebhookHost, cp.WebhookPort, path)
-}
-
 // InstallPodWebhook creates (or replaces) the MutatingWebhookConfiguration
-// for pods, configured the way the chart configures it, pointing at the
-// local webhook server.
-func (cp *ControlPlane) InstallPodWebhook(ctx context.Context, mode NamespaceMode) error {
-	cfg := PodWebhookConfiguration(cp.WebhookURL(webhook.MutatePodPath), cp.CAData, mode)
-	return createOrReplace(ctx, cp.Client, cfg)
+// for pods, configured the way the chart configures it, pointing at s, and,
+// unless s has exited, waits until the API server calls s through it. Every server StartServer
+// starts later is given it too.
+func (cp *ControlPlane) InstallPodWebhook(ctx context.Context, s *Server, mode NamespaceMode) error {
+	cfg := PodWebhookConfiguration(s.WebhookURL(webhook.MutatePodPath), cp.CAData, mode)
+	if err := createOrReplace(ctx, cp.Client, cfg); err != nil {
+		return err
+	}
+	cp.installed[KindMutating] = true
+	if !s.Running() {
+		return nil // a test of netguard being down
+	}
+	return cp.WaitCalled(ctx, s, KindMutating)
 }
 
 // ClusterDNSIP is the ClusterIP of the kube-dns Service CreateClusterDNS
@@ -208,8 +213,16 @@ func createOrReplace(ctx context.Context, c client.Client, obj client.Object) er
 }
 
 // InstallServiceWebhook creates (or replaces) the ValidatingWebhookConfiguration
-// for Services, pointing at the local webhook server.
-func (cp *ControlPlane) InstallServiceWebhook(ctx context.Context, failure admissionregv1.FailurePolicyType) error {
-	cfg := ServiceWebhookConfiguration(cp.WebhookURL(serviceguard.ServicePath), cp.CAData, failure)
-	return createOrReplace(ctx, cp.Client, cfg)
+// for Services, pointing at s, and, unless s has exited, waits until the
+// API server calls s through it. Every server StartServer starts later is given it too.
+func (cp *ControlPlane) InstallServiceWebhook(ctx context.Context, s *Server, failure admissionregv1.FailurePolicyType) error {
+	cfg := ServiceWebhookConfiguration(s.WebhookURL(serviceguard.ServicePath), cp.CAData, failure)
+	if err := createOrReplace(ctx, cp.Client, cfg); err != nil {
+		return err
+	}
+	cp.installed[KindValidating] = true
+	if !s.Running() {
+		return nil // a test of netguard being down
+	}
+	return cp.WaitCalled(ctx, s, KindValidating)
 }

@@ -2,6 +2,7 @@ package framework
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -27,7 +29,10 @@ func BuildNetguard(dir string) (string, error) {
 // Server is a `netguard serve` process.
 type Server struct {
 	cmd *exec.Cmd
-	// HealthAddr serves /healthz and /readyz, MetricsAddr /metrics.
+	// WebhookPort is the port the webhook server bound (it listens on all
+	// addresses); HealthAddr serves /healthz and /readyz, MetricsAddr
+	// /metrics. netguard picks free ports itself and logs them.
+	WebhookPort             int
 	HealthAddr, MetricsAddr string
 	// LogFile has the server's output.
 	LogFile string
@@ -35,37 +40,53 @@ type Server struct {
 	killed  bool
 }
 
-// StartServer runs `netguard serve` against the control plane and waits
-// until it is ready. configFile may be empty.
+// WebhookURL is the URL the API server calls s at for path.
+func (s *Server) WebhookURL(path string) string {
+	return fmt.Sprintf("https://127.0.0.1:%d%s", s.WebhookPort, path)
+}
+
+// StartServer runs `netguard serve` against the control plane, waits until
+// it is ready, points the webhook configurations the control plane
+// installed at it and waits until the API server calls it through them.
+// configFile may be empty.
 func (cp *ControlPlane) StartServer(ctx context.Context, binary, configFile string, extraArgs ...string) (*Server, error) {
 	s, err := cp.LaunchServer(binary, configFile, extraArgs...)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.waitReady(ctx, 60*time.Second); err != nil {
+	fail := func(err error) (*Server, error) {
 		_ = s.Kill()
 		return nil, fmt.Errorf("%w; log:\n%s", err, s.Log())
+	}
+	if err := s.waitReady(ctx, 60*time.Second); err != nil {
+		return fail(err)
+	}
+	if len(cp.installed) == 0 {
+		return s, nil
+	}
+	if err := PointWebhooks(ctx, cp.Client, s.WebhookURL(""), nil, "netguard"); err != nil {
+		return fail(err)
+	}
+	for _, kind := range []string{KindMutating, KindValidating} {
+		if cp.installed[kind] {
+			if err := cp.WaitCalled(ctx, s, kind); err != nil {
+				return fail(err)
+			}
+		}
 	}
 	return s, nil
 }
 
-// LaunchServer runs `netguard serve` against the control plane without
-// waiting for it to become ready.
+// LaunchServer runs `netguard serve` against the control plane, with every
+// port picked by netguard, and returns once netguard has logged the
+// addresses it bound; it does not wait for readiness.
 func (cp *ControlPlane) LaunchServer(binary, configFile string, extraArgs ...string) (*Server, error) {
-	health, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	metrics, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
 	args := []string{"serve",
 		"--kubeconfig", cp.Kubeconfig,
 		"--cert-dir", cp.CertDir,
-		"--port", strconv.Itoa(cp.WebhookPort),
-		"--metrics-bind-address", metrics,
-		"--health-probe-bind-address", health,
+		"--port", "0",
+		"--metrics-bind-address", "127.0.0.1:0",
+		"--health-probe-bind-address", "127.0.0.1:0",
 		"--graceful-shutdown-timeout", "10s",
 	}
 	if configFile != "" {
@@ -84,9 +105,53 @@ func (cp *ControlPlane) LaunchServer(binary, configFile string, extraArgs ...str
 		out.Close()
 		return nil, fmt.Errorf("starting netguard serve: %w", err)
 	}
-	s := &Server{cmd: cmd, HealthAddr: health, MetricsAddr: metrics, LogFile: logFile, done: make(chan error, 1)}
+	s := &Server{cmd: cmd, LogFile: logFile, done: make(chan error, 1)}
 	go func() { s.done <- cmd.Wait(); out.Close() }()
+	if err := s.readBoundAddresses(60 * time.Second); err != nil {
+		_ = s.Kill()
+		return nil, fmt.Errorf("%w; log:\n%s", err, s.Log())
+	}
 	return s, nil
+}
+
+// startLine is the log line in which netguard serve gives the addresses it
+// bound.
+type startLine struct {
+	Msg     string `json:"msg"`
+	Webhook string `json:"webhook"`
+	Metrics string `json:"metrics"`
+	Health  string `json:"health"`
+}
+
+// readBoundAddresses waits for netguard's "Starting netguard" log line.
+func (s *Server) readBoundAddresses(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, line := range strings.Split(s.Log(), "\n") {
+			var l startLine
+			if json.Unmarshal([]byte(line), &l) != nil || l.Msg != "Starting netguard" {
+				continue
+			}
+			_, port, err := net.SplitHostPort(l.Webhook)
+			if err != nil {
+				return fmt.Errorf("netguard serve logged webhook address %q: %w", l.Webhook, err)
+			}
+			if s.WebhookPort, err = strconv.Atoi(port); err != nil {
+				return fmt.Errorf("netguard serve logged webhook address %q: %w", l.Webhook, err)
+			}
+			s.HealthAddr, s.MetricsAddr = l.Health, l.Metrics
+			return nil
+		}
+		select {
+		case err := <-s.done:
+			s.done <- err
+			return fmt.Errorf("netguard serve exited before it listened: %v", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("netguard serve did not log its addresses within %s", timeout)
+		}
+	}
 }
 
 // Probe returns the HTTP status of path (/healthz, /readyz) on the health
@@ -180,13 +245,4 @@ func exitErr(err error) error {
 		return nil
 	}
 	return err
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

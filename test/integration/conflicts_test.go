@@ -285,7 +285,7 @@ func TestConflictNotReportedForOneController(t *testing.T) {
 func installStatusWebhook(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
-	url := cp.WebhookURL(conflicts.StatusPath)
+	url := server.WebhookURL(conflicts.StatusPath)
 	cfg := &admissionregv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "netguard-service-status"},
 		Webhooks: []admissionregv1.ValidatingWebhook{{

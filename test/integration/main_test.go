@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/netguard-io/netguard/internal/testlog"
 	"github.com/netguard-io/netguard/test/framework"
 )
 
@@ -37,6 +38,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	testlog.Discard()
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		if os.Getenv("NETGUARD_REQUIRE_ENVTEST") != "" {
 			fmt.Fprintln(os.Stderr, "integration tests need a control plane:", framework.AssetsHint)
@@ -71,6 +73,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if err := cp.InstallPodWebhook(ctx, server, framework.OptIn); err != nil {
+		fmt.Fprintln(os.Stderr, "installing the pod webhook:", err)
+		_ = server.Stop()
+		return 1
+	}
 	code := m.Run()
 	if err := server.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "stopping netguard serve:", err)
@@ -83,18 +90,17 @@ func run(m *testing.M) int {
 }
 
 // setupCluster creates what a cluster has before netguard: the kube-dns
-// Service and netguard's namespace, then the webhook configurations.
+// Service and netguard's namespace.
 func setupCluster(ctx context.Context) error {
 	if err := cp.CreateClusterDNS(ctx); err != nil {
 		return err
 	}
-	if _, err := cp.CreateNamespace(ctx, "netguard", nil); err != nil {
-		return err
-	}
-	return cp.InstallPodWebhook(ctx, framework.OptIn)
+	_, err := cp.CreateNamespace(ctx, "netguard", nil)
+	return err
 }
 
-// restartServer replaces the running server with one using configFile.
+// restartServer replaces the running server with one using configFile; the
+// webhook configurations are pointed at the new one.
 func restartServer(t *testing.T, configFile string) {
 	t.Helper()
 	if err := server.Stop(); err != nil {
@@ -155,6 +161,18 @@ func plainPod(ns, name, image string) *corev1.Pod {
 		Spec: corev1.PodSpec{
 			Containers: []corev1.Container{{Name: "app", Image: image}},
 		},
+	}
+}
+
+// waitFor polls cond until it holds, failing t after limit.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, limit)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

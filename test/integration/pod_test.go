@@ -3,8 +3,10 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -208,21 +210,41 @@ func TestResolvModeSidecarUnderRestrictedPodSecurity(t *testing.T) {
 func TestClusterWideMode(t *testing.T) {
 	ctx := context.Background()
 	restartServer(t, writeConfig(t, "namespaces:\n  mode: cluster-wide\n"))
-	if err := cp.InstallPodWebhook(ctx, framework.ClusterWide); err != nil {
+	if err := cp.InstallPodWebhook(ctx, server, framework.ClusterWide); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := cp.InstallPodWebhook(ctx, framework.OptIn); err != nil {
+		// netguard's own opt-in setting leaves unlabelled namespaces
+		// alone even while the API server still uses the wider selector.
+		restartServer(t, "")
+		if err := cp.InstallPodWebhook(ctx, server, framework.OptIn); err != nil {
 			t.Error(err)
 		}
-		restartServer(t, "")
 	})
 	unlabelled := newNamespace(t, "wide", nil)
+	waitMutatedIn(t, unlabelled) // the API server has the new selector
 	assertHardened(t, createPod(t, plainPod(unlabelled, "app", "registry.example/app:1")), unlabelled)
 	disabled := newNamespace(t, "wideout", map[string]string{"netguard.io/inject": "disabled"})
 	assertUntouched(t, createPod(t, plainPod(disabled, "app", "registry.example/app:1")))
 	excluded := "netguard"
 	assertUntouched(t, createPod(t, plainPod(excluded, "app-"+disabled, "registry.example/app:1")))
+}
+
+// waitMutatedIn waits until a dry-run pod in ns comes back mutated: the
+// API server uses a webhook configuration moments after it changed.
+func waitMutatedIn(t *testing.T, ns string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; ; i++ {
+		pod := createPod(t, plainPod(ns, fmt.Sprintf("probe-%d", i), "registry.example/app:1"), client.DryRunAll)
+		if _, ok := pod.Annotations[podpolicy.AnnotationStatus]; ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pods in namespace %s not mutated within 30s", ns)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // TestWebhookDownFailsOpen: with netguard gone, pods are still created

@@ -31,7 +31,7 @@ func labels(kv ...string) map[string]string {
 
 func installServiceWebhook(t *testing.T, failure admissionregv1.FailurePolicyType) {
 	t.Helper()
-	if err := cp.InstallServiceWebhook(context.Background(), failure); err != nil {
+	if err := cp.InstallServiceWebhook(context.Background(), server, failure); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -290,12 +290,20 @@ func TestServiceWebhookFailurePolicy(t *testing.T) {
 		installServiceWebhook(t, admissionregv1.Ignore)
 		restartServer(t, "")
 	})
+	// The API server uses a changed policy moments after the write: wait
+	// until a dry run shows it, then create for real.
+	failed := func() (bool, error) {
+		err := k8s.Create(ctx, service(ns, "probe", labels("app", "a")), client.DryRunAll)
+		return err != nil && strings.Contains(err.Error(), framework.ServiceWebhookName), err
+	}
 	installServiceWebhook(t, admissionregv1.Fail)
+	waitFor(t, 30*time.Second, "failurePolicy Fail in use", func() bool { ok, _ := failed(); return ok })
 	err := k8s.Create(ctx, service(ns, "with-fail", labels("app", "a")))
 	if err == nil || !strings.Contains(err.Error(), framework.ServiceWebhookName) {
 		t.Fatalf("failurePolicy Fail with netguard down: create error = %v, want the webhook call to fail", err)
 	}
 	installServiceWebhook(t, admissionregv1.Ignore)
+	waitFor(t, 30*time.Second, "failurePolicy Ignore in use", func() bool { _, err := failed(); return err == nil })
 	if err := k8s.Create(ctx, service(ns, "with-ignore", labels("app", "a"))); err != nil {
 		t.Fatalf("failurePolicy Ignore with netguard down: %v", err)
 	}

@@ -12,7 +12,7 @@ import (
 func TestWebhookTLSPolicy(t *testing.T) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(cp.CAData)
-	addr := fmt.Sprintf("%s:%d", cp.WebhookHost, cp.WebhookPort)
+	addr := fmt.Sprintf("127.0.0.1:%d", server.WebhookPort)
 	tests := map[string]struct {
 		cfg    *tls.Config
 		accept bool
@@ -26,7 +26,7 @@ func TestWebhookTLSPolicy(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			cfg := tc.cfg.Clone()
-			cfg.RootCAs, cfg.ServerName = pool, cp.WebhookHost
+			cfg.RootCAs, cfg.ServerName = pool, "127.0.0.1"
 			conn, err := tls.Dial("tcp", addr, cfg)
 			if err == nil {
 				conn.Close()

@@ -3,6 +3,7 @@ package serviceguard
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -23,9 +24,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/test/ports"
+	"github.com/netguard-io/netguard/webhook/serving"
 )
 
 // warnings collects the admission warnings the API server relays.
@@ -58,28 +60,32 @@ func TestSetupAgainstAPIServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
+	// The webhook server's socket is open before the API server is told
+	// its port.
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close()
 	env := &envtest.Environment{
 		CRDs: []*apiextensionsv1.CustomResourceDefinition{rolloutCRD()},
 		WebhookInstallOptions: envtest.WebhookInstallOptions{
 			LocalServingHost:   "127.0.0.1",
+			LocalServingPort:   listener.Addr().(*net.TCPAddr).Port,
 			ValidatingWebhooks: []*admissionregv1.ValidatingWebhookConfiguration{webhookConfiguration()},
 		},
 	}
-	restCfg, err := env.Start()
+	restCfg, releasePorts, err := ports.StartEnvtest(env)
 	if err != nil {
 		t.Fatalf("starting the control plane: %v", err)
 	}
-	t.Cleanup(func() { _ = env.Stop() })
+	t.Cleanup(func() { _ = env.Stop(); releasePorts() })
 
 	mgr, err := manager.New(restCfg, manager.Options{
 		Scheme:                 clientgoscheme.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		WebhookServer: webhook.NewServer(webhook.Options{
-			Host:    env.WebhookInstallOptions.LocalServingHost,
-			Port:    env.WebhookInstallOptions.LocalServingPort,
-			CertDir: env.WebhookInstallOptions.LocalServingCertDir,
-		}),
+		WebhookServer:          serving.NewWebhookServer(listener, env.WebhookInstallOptions.LocalServingCertDir),
 	})
 	if err != nil {
 		t.Fatal(err)
