@@ -25,15 +25,14 @@ deps: ## Install the Debian packages the tests use (etcd, nginx, dnsmasq, dnsper
 assets: deps ## Build (once per machine) kube-apiserver and helm; print the envtest assets directory.
 	@hack/helm.sh >/dev/null && hack/envtest-assets.sh
 
-lint: ## gofmt and go vet.
+lint: ## gofmt, go vet, and no built executable or file over 1 MiB tracked.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@hack/check-tree.sh
 
-test: deps ## Run every test: unit, fuzz seeds and short fuzzing, envtest integration, chart, network-namespace e2e.
+test: deps ## Run every test: lint, unit, envtest integration, chart, network-namespace e2e, short fuzzing; then check nothing was left behind.
 	@assets=$$(hack/envtest-assets.sh) && helm=$$(hack/helm.sh) && \
-	  $(MAKE) --no-print-directory lint && \
-	  KUBEBUILDER_ASSETS=$$assets HELM=$$helm NETGUARD_REQUIRE_ENVTEST=1 $(GO) test -count=1 -timeout 30m ./... && \
-	  $(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
+	  KUBEBUILDER_ASSETS=$$assets HELM=$$helm FUZZTIME=$(FUZZTIME) hack/test.sh
 
 unit: ## Unit tests only (no control plane, no network namespaces).
 	$(GO) test -count=1 ./config/... ./policies/... ./webhook/... ./dnsproxy/... ./internal/... ./cmd/...
@@ -54,7 +53,7 @@ bench: deps ## Benchmarks, each against a baseline in the same run (see README).
 	hack/bench-dns.sh
 
 demo: deps ## Run netguard end to end against a local control plane and show what it does.
-	@assets=$$(hack/envtest-assets.sh) && KUBEBUILDER_ASSETS=$$assets $(GO) run ./hack/demo
+	@assets=$$(hack/envtest-assets.sh) && KUBEBUILDER_ASSETS=$$assets hack/demo.sh
 
 image: ## Build the container image (needs a container engine).
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .

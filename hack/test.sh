@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole test suite, as `make test` runs it: lint, every package's tests
+# in parallel (unit, envtest integration, chart, network-namespace e2e),
+# short fuzzing, then two checks of the run itself: no controller-runtime
+# "log.SetLogger(...) was never called" stack trace in the output, and
+# nothing left behind on the machine (hack/leftovers.sh).
+#
+# Needs KUBEBUILDER_ASSETS and HELM (the Makefile sets them). FUZZTIME sets
+# the time per fuzz target (default 10s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${KUBEBUILDER_ASSETS:?set by make test}" "${HELM:?set by make test}"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# Every process the run starts inherits the marker, so that a leftover is
+# found wherever it was reparented to.
+export NETGUARD_TEST_RUN="$$-$(date +%s%N)"
+hack/leftovers.sh snapshot "$work/before"
+
+make --no-print-directory lint
+
+status=0
+NETGUARD_REQUIRE_ENVTEST=1 go test -count=1 -timeout 30m ./... 2>&1 | tee "$work/test.log" || status=1
+if [ "$status" = 0 ]; then
+	hack/fuzz.sh "${FUZZTIME:-10s}" 2>&1 | tee "$work/fuzz.log" || status=1
+fi
+
+if grep -h -A3 'log.SetLogger(...) was never called' "$work"/*.log; then
+	echo "test: a process logged through controller-runtime without a logger (stack trace above)" >&2
+	status=1
+fi
+hack/leftovers.sh check "$work/before" || status=1
+if [ "$status" = 0 ]; then
+	echo "test: PASS"
+else
+	echo "test: FAIL" >&2
+fi
+exit "$status"
