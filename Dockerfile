@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image for the webhook (`netguard serve`) and the DNS sidecar
 # (`netguard dns-proxy`): a static Go binary on distroless, non-root.
-# Build: make image (docker build --build-arg VERSION=... -t IMAGE .).
+# Build: make docker-image (docker build --build-arg VERSION=... -t IMAGE .).
+# Without an engine, make image builds the same image (hack/image).
 
 ARG GO_VERSION=1.26
 
@@ -22,6 +23,12 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 # static: no libc, no shell; nonroot: UID/GID 65532, which the chart and the
 # injected sidecar run as.
 FROM gcr.io/distroless/static-debian12:nonroot
+ARG VERSION=devel
+LABEL org.opencontainers.image.title="netguard" \
+      org.opencontainers.image.description="Kubernetes admission webhook that removes outages caused by cluster networking defaults" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="https://github.com/netguard-io/netguard" \
+      org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/netguard /netguard
 USER 65532:65532
 ENTRYPOINT ["/netguard"]

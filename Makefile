@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X github.com/netguard-io/netguard/internal/version.Version=$
 IMAGE     ?= ghcr.io/netguard-io/netguard:$(VERSION)
 FUZZTIME  ?= 10s
 
-.PHONY: all build test unit integration e2e fuzz bench demo deps assets lint image clean help
+.PHONY: all build test unit integration e2e e2e-node fuzz bench demo deps assets lint image docker-image node-up node-down clean help
 
 all: build
 
@@ -55,8 +55,23 @@ bench: deps ## Benchmarks, each against a baseline in the same run (see README).
 demo: deps ## Run netguard end to end against a local control plane and show what it does.
 	@assets=$$(hack/envtest-assets.sh) && KUBEBUILDER_ASSETS=$$assets hack/demo.sh
 
-image: ## Build the container image (needs a container engine).
+image: build ## Build the container image as an OCI archive, bin/netguard-image.tar (no engine needed).
+	$(GO) run ./hack/image -binary $(BIN) -version $(VERSION) -ref $(IMAGE) -o bin/netguard-image.tar
+
+docker-image: ## Build the container image with a container engine (the Dockerfile).
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
+
+e2e-node: build ## Tests on a real single-node cluster with real pods (root): install, pod DNS, sidecar, the outages, faults.
+	@assets=$$(hack/node-assets.sh) && helm=$$(hack/helm.sh) && \
+	  NETGUARD_E2E_NODE=1 NETGUARD_NODE_ASSETS="$$assets" HELM="$$helm" NETGUARD_BIN=$(abspath $(BIN)) NETGUARD_VERSION=$(VERSION) \
+	  $(GO) test -count=1 -timeout 20m -v -run . ./test/node/e2e/
+
+node-up: build ## Start a real single-node cluster with netguard installed; the last line printed is its admin kubeconfig.
+	@assets=$$(hack/node-assets.sh) && helm=$$(hack/helm.sh) && \
+	  $(GO) run ./hack/node up -assets "$$assets" -helm "$$helm" -netguard $(BIN) -version $(VERSION)
+
+node-down: ## Stop the node started by node-up and remove everything it made.
+	@$(GO) run ./hack/node down
 
 clean:
 	rm -rf bin

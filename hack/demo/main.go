@@ -9,8 +9,10 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,7 +33,12 @@ const clusterDNS = framework.ClusterDNSIP
 
 func main() {
 	testlog.Discard() // the demo prints what matters itself
-	if err := run(context.Background()); err != nil {
+	// Ctrl-C, or a reader that goes away (| head), must not skip the
+	// cleanup: the control plane runs in its own process group.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds Kubernetes commands from the k8s.io/kubernetes Go module (its
+# components are not published as standalone modules or packages here):
+#
+#   hack/k8s-build.sh VERSION OUTDIR COMMAND...     e.g. v1.37.2 out kubelet kube-proxy
+#
+# A throwaway tools module requires k8s.io/kubernetes@VERSION and replaces
+# every staging module (k8s.io/X => ./staging/src/k8s.io/X in kubernetes'
+# go.mod) with k8s.io/X v0.<minor>.<patch>. All COMMANDs are built by one
+# `go build`, so the packages they share compile once, statically, with the
+# version stamped in (without it they report v0.0.0 and version-dependent
+# behaviour goes wrong). Progress goes to stderr.
+set -euo pipefail
+version=$1 out=$2
+shift 2
+minor=${version#v1.}
+minor=${minor%%.*}
+tools=$(mktemp -d)
+trap 'rm -rf "$tools"' EXIT
+
+gomod=$(cd "$tools" && go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
+[ -f "$gomod" ] || { echo "k8s-build: could not download k8s.io/kubernetes@$version" >&2; exit 1; }
+{
+	echo "module netguard.local/k8s-tools"
+	echo
+	echo "go $(go env GOVERSION | sed 's/^go//; s/^\([0-9]*\.[0-9]*\).*/\1/')"
+	echo
+	echo "require k8s.io/kubernetes $version"
+	echo
+	sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) => ./staging/src/.*#replace \1 => \1 v0.'"${version#v1.}"'#p' "$gomod"
+} >"$tools/go.mod"
+{
+	echo 'package tools'
+	for c in "$@"; do echo "import _ \"k8s.io/kubernetes/cmd/$c\""; done
+} >"$tools/tools.go"
+(cd "$tools" && GOFLAGS=-mod=mod go mod tidy >&2 2>&1 || true)
+pkgs=()
+for c in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+mkdir -p "$out"
+(cd "$tools" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$tools/bin/" \
+	-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
+	"${pkgs[@]}" >&2)
+for c in "$@"; do mv "$tools/bin/$c" "$out/$c"; done
