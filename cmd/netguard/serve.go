@@ -17,6 +17,7 @@ import (
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/internal/version"
 	"github.com/netguard-io/netguard/webhook"
+	"github.com/netguard-io/netguard/webhook/certs"
 )
 
 // serveOptions are the flags of `netguard serve`.
@@ -97,7 +98,12 @@ func runServe(ctx context.Context, opts *serveOptions, cfg *config.Config) error
 	if err != nil {
 		return err
 	}
-	if err := opts.selfManagedTLS.setup(mgr, cfg); err != nil {
+	if opts.selfManagedTLS.enabled {
+		err = opts.selfManagedTLS.setup(mgr, cfg)
+	} else {
+		err = certs.WatchCertDir(mgr)
+	}
+	if err != nil {
 		return err
 	}
 	// The bound addresses, also when a port was 0: scripts and tests that

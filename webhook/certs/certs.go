@@ -155,10 +155,12 @@ func New(restCfg *rest.Config, opts Options, log logr.Logger) (*SelfManaged, err
 }
 
 // Start runs the CA, the serving certificate and the caBundle writer until
-// ctx ends. It implements manager.Runnable.
+// ctx ends, and exports the serving certificate's validity as metrics. It
+// implements manager.Runnable.
 func (s *SelfManaged) Start(ctx context.Context) error {
 	s.log.Info("Self-managed TLS", "secret", s.opts.Namespace+"/"+s.opts.SecretName,
 		"dnsNames", s.opts.DNSNames, "webhookConfigurations", s.opts.WebhookConfigurations)
+	ExportServingCertificate(s.GetCertificate)
 	// cert-manager's code logs through the logger in its context.
 	ctx = logr.NewContext(ctx, s.log)
 	g, ctx := errgroup.WithContext(ctx)
