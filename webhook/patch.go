@@ -16,7 +16,7 @@ var errUnexpectedChange = errors.New("pod changed outside the fields netguard pa
 
 // podPatch returns JSON patch operations that turn orig into mutated,
 // covering exactly the fields the pod policies change: the status
-// annotation, dnsPolicy, dnsConfig, a sidecar prepended to the init
+// annotation, the sidecar's label, dnsPolicy, dnsConfig, a sidecar prepended to the init
 // containers or appended to the containers, and pod sysctls.
 //
 // Note: jsonpatch.CreatePatch marshals both pods and diffs them whole, so
@@ -29,7 +29,10 @@ func podPatch(orig, mutated *corev1.Pod) ([]jsonpatch.Operation, error) {
 	var ops []jsonpatch.Operation
 	add := func(path string, v any) { ops = append(ops, jsonpatch.NewOperation("add", path, v)) }
 
-	if err := annotationOps(orig, mutated, add); err != nil {
+	if err := metadataOps(orig.Labels, mutated.Labels, "/metadata/labels", add); err != nil {
+		return nil, err
+	}
+	if err := metadataOps(orig.Annotations, mutated.Annotations, "/metadata/annotations", add); err != nil {
 		return nil, err
 	}
 	if orig.Spec.DNSPolicy != mutated.Spec.DNSPolicy {
@@ -53,27 +56,29 @@ func podPatch(orig, mutated *corev1.Pod) ([]jsonpatch.Operation, error) {
 	return ops, nil
 }
 
-func annotationOps(orig, mutated *corev1.Pod, add func(string, any)) error {
-	for k := range orig.Annotations {
-		if _, ok := mutated.Annotations[k]; !ok {
+// metadataOps handles labels or annotations (path /metadata/labels or
+// /metadata/annotations) added or changed; none may be removed.
+func metadataOps(orig, mutated map[string]string, path string, add func(string, any)) error {
+	for k := range orig {
+		if _, ok := mutated[k]; !ok {
 			return errUnexpectedChange
 		}
 	}
 	var added map[string]string
-	for k, v := range mutated.Annotations {
-		if old, ok := orig.Annotations[k]; !ok || old != v {
+	for k, v := range mutated {
+		if old, ok := orig[k]; !ok || old != v {
 			if added == nil {
 				added = map[string]string{}
 			}
 			added[k] = v
 		}
 	}
-	if orig.Annotations == nil && added != nil {
-		add("/metadata/annotations", added)
+	if orig == nil && added != nil {
+		add(path, added)
 		return nil
 	}
 	for k, v := range added {
-		add("/metadata/annotations/"+escape(k), v)
+		add(path+"/"+escape(k), v)
 	}
 	return nil
 }

@@ -31,6 +31,10 @@ const (
 	LabelInjectEnabled = config.InjectEnabled
 	// LabelInjectDisabled opts a namespace out.
 	LabelInjectDisabled = config.InjectDisabled
+	// LabelDNSSidecar is set on the pods netguard injects the DNS sidecar
+	// into, to the sidecar's mode (port or resolv), so that a PodMonitor or
+	// `kubectl get pods -l` can select them.
+	LabelDNSSidecar = "netguard.io/dns-sidecar"
 
 	// DNSProxyContainerName names the injected sidecar; its presence makes
 	// injection idempotent, also across other mutating webhooks.

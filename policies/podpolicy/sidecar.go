@@ -239,7 +239,8 @@ func (m *mutator) declaresPort(port int32) string {
 
 // injectDNSProxy adds the sidecar: first among the init containers as a
 // native sidecar, so it is up (startup probe) before every other container,
-// including earlier init containers; or last among the containers.
+// including earlier init containers; or last among the containers. The pod
+// gets the LabelDNSSidecar label.
 func (m *mutator) injectDNSProxy(mode config.DNSProxyMode, matched string) {
 	c := m.dnsProxyContainer(mode)
 	spec := &m.pod.Spec
@@ -248,6 +249,10 @@ func (m *mutator) injectDNSProxy(mode config.DNSProxyMode, matched string) {
 	} else {
 		spec.Containers = append(spec.Containers, c)
 	}
+	if m.pod.Labels == nil {
+		m.pod.Labels = map[string]string{}
+	}
+	m.pod.Labels[LabelDNSSidecar] = string(mode)
 	if mode == config.DNSProxyModeResolv {
 		if w := allowPort53(spec); w != "" {
 			m.warn(w)

@@ -291,11 +291,17 @@ func TestMutateDNSProxy(t *testing.T) {
 				if n := countContainers(out, DNSProxyContainerName); n != countContainers(pod, DNSProxyContainerName) {
 					t.Errorf("sidecar count changed to %d", n)
 				}
+				if v, ok := out.Labels[LabelDNSSidecar]; ok {
+					t.Errorf("pod without an injected sidecar labelled %s=%s", LabelDNSSidecar, v)
+				}
 				return
 			}
 			st, _ := ParseStatus(out.Annotations[AnnotationStatus])
 			if st.DNSProxy != tc.mode {
 				t.Errorf("status dnsProxy = %q, want %q", st.DNSProxy, tc.mode)
+			}
+			if got := out.Labels[LabelDNSSidecar]; got != string(tc.mode) {
+				t.Errorf("label %s = %q, want the sidecar's mode %q (a PodMonitor selects it)", LabelDNSSidecar, got, tc.mode)
 			}
 			var c corev1.Container
 			if tc.native {
