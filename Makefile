@@ -22,17 +22,17 @@ build: ## Build bin/netguard.
 deps: ## Install the Debian packages the tests use (etcd, nginx, dnsmasq, dnsperf, iptables).
 	@hack/install-deps.sh
 
-assets: deps ## Build (once per machine) kube-apiserver and helm; print the envtest assets directory.
-	@hack/helm.sh >/dev/null && hack/envtest-assets.sh
+assets: deps ## Build (once per machine) kube-apiserver, helm and promtool; print the envtest assets directory.
+	@hack/helm.sh >/dev/null && hack/promtool.sh >/dev/null && hack/envtest-assets.sh
 
 lint: ## gofmt, go vet, and no built executable or file over 1 MiB tracked.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@hack/check-tree.sh
 
-test: deps ## Run every test: lint, unit, envtest integration, chart, network-namespace e2e, short fuzzing; then check nothing was left behind.
-	@assets=$$(hack/envtest-assets.sh) && helm=$$(hack/helm.sh) && \
-	  KUBEBUILDER_ASSETS=$$assets HELM=$$helm FUZZTIME=$(FUZZTIME) hack/test.sh
+test: deps ## Run every test: lint, unit, envtest integration, chart and alerts, network-namespace e2e, short fuzzing; then check nothing was left behind.
+	@assets=$$(hack/envtest-assets.sh) && helm=$$(hack/helm.sh) && promtool=$$(hack/promtool.sh) && \
+	  KUBEBUILDER_ASSETS=$$assets HELM=$$helm PROMTOOL=$$promtool FUZZTIME=$(FUZZTIME) hack/test.sh
 
 unit: ## Unit tests only (no control plane, no network namespaces).
 	$(GO) test -count=1 ./config/... ./policies/... ./webhook/... ./dnsproxy/... ./internal/... ./cmd/...

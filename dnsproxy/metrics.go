@@ -6,7 +6,19 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
+
+// NewRegistry returns the registry the sidecar serves on /metrics, with the
+// Go runtime's and the process's collectors; New adds the forwarder's own.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
 
 // Protocols a query arrives on; the values of the proto label.
 const (

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -141,12 +139,7 @@ func runDNSProxy(ctx context.Context, cfg dnsproxy.Config, log logr.Logger) erro
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-	p, err := dnsproxy.New(cfg, log.WithName("dns-proxy"), reg)
+	p, err := dnsproxy.New(cfg, log.WithName("dns-proxy"), dnsproxy.NewRegistry())
 	if err != nil {
 		return err
 	}

@@ -77,9 +77,10 @@ func deleteAtEnd(t *testing.T, obj client.Object) {
 }
 
 // TestChartObjectsAreAccepted creates every rendered object of every case
-// on a real API server (cert-manager's CRDs installed, Pod Security
-// "restricted" enforced on the release namespace), reads each back, and
-// has the API server's Pod Security admission judge netguard's pod.
+// on a real API server (cert-manager's and prometheus-operator's CRDs
+// installed, Pod Security "restricted" enforced on the release namespace),
+// reads each back, and has the API server's Pod Security admission judge
+// netguard's pod.
 func TestChartObjectsAreAccepted(t *testing.T) {
 	needControlPlane(t)
 	i := 0
@@ -91,15 +92,6 @@ func TestChartObjectsAreAccepted(t *testing.T) {
 			defer cancel()
 			restrictedNamespace(t, ctx, rel.namespace)
 			objs := render(t, rel, tc.values)
-			// prometheus-operator's CRD is not installed here; lint and
-			// template cover the ServiceMonitor.
-			var kept objects
-			for _, o := range objs {
-				if o.GetKind() != "ServiceMonitor" {
-					kept = append(kept, o)
-				}
-			}
-			objs = kept
 			applyObjects(t, ctx, objs)
 			for _, obj := range objs {
 				got := &unstructured.Unstructured{}

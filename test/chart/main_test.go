@@ -1,7 +1,7 @@
 // Package chart tests the Helm chart in charts/netguard: helm lint and helm
 // template over a matrix of values, a golden file of the default render,
 // every rendered object created on a real kube-apiserver (with
-// cert-manager's CRDs), a helm install/upgrade/uninstall against it, and
+// cert-manager's and prometheus-operator's CRDs), a helm install/upgrade/uninstall against it, and
 // TLS both ways: netguard's self-managed CA and caBundle, and a serving
 // certificate rotated in the mounted Secret directory.
 //
@@ -67,6 +67,10 @@ func run(m *testing.M) int {
 	}
 	defer cp.Stop()
 	if err := installCertManagerCRDs(cp); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := installPrometheusOperatorCRDs(cp); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

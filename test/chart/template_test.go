@@ -160,6 +160,11 @@ var valueCases = map[string]struct {
 			})
 		},
 	},
+	"monitoring: ServiceMonitor, PodMonitor, alerts, dashboard": {values: monitoringValues, check: checkMonitoring},
+	"alerts without the ServiceMonitor": {
+		values: map[string]any{"metrics": map[string]any{"prometheusRule": map[string]any{"enabled": true}}},
+		check:  checkAlertsOnly,
+	},
 	"service guard and conflict detector off": {
 		values: map[string]any{
 			"serviceGuard": map[string]any{"enabled": false},

@@ -153,3 +153,16 @@ maps present in both. Unlike sprig's merge it also writes false, 0 and "".
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* labels of an alert; the argument is (list $ severity). */}}
+{{- define "netguard.ruleLabels" -}}
+severity: {{ index . 1 }}
+{{- with (index . 0).Values.metrics.prometheusRule.additionalRuleLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The runbook of an alert: its section of docs/alerts.md. */}}
+{{- define "netguard.runbook" -}}
+{{- printf "https://github.com/netguard-io/netguard/blob/main/docs/alerts.md#%s" (lower .) -}}
+{{- end -}}
