@@ -2,12 +2,19 @@ package chart
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -307,4 +314,67 @@ func TestPrometheusOperatorSchemasAreEnforced(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestServingCertificateMetricsOfCertDir runs netguard serve as the chart
+// runs it with cert-manager (a cert-dir) and reads /metrics as Prometheus
+// would: the gauges are the validity of the certificate in the cert-dir.
+func TestServingCertificateMetricsOfCertDir(t *testing.T) {
+	needControlPlane(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s, err := cp.StartServer(ctx, netguardBin, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("stopping netguard serve: %v", err)
+		}
+	})
+	crt, err := os.ReadFile(filepath.Join(cp.CertDir, "tls.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(crt)
+	if block == nil {
+		t.Fatalf("no certificate in %s/tls.crt", cp.CertDir)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	resp, err := http.Get("http://" + s.MetricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]time.Time{
+		"netguard_tls_serving_certificate_expiration_timestamp_seconds": cert.NotAfter,
+		"netguard_tls_serving_certificate_not_before_timestamp_seconds": cert.NotBefore,
+	} {
+		got, ok := sampleValue(string(body), name)
+		if !ok {
+			t.Errorf("/metrics has no %s", name)
+		} else if got != float64(want.Unix()) {
+			t.Errorf("%s = %v, want %d (%s)", name, got, want.Unix(), want)
+		}
+	}
+}
+
+// sampleValue returns the value of the label-less sample name in a
+// Prometheus text exposition.
+func sampleValue(exposition, name string) (float64, bool) {
+	for _, line := range strings.Split(exposition, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }
