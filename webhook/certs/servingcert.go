@@ -5,15 +5,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/netguard-io/netguard/webhook/serving"
 )
 
 // Names of the serving certificate's metrics. They follow cert-manager's
@@ -100,32 +99,18 @@ func leafOf(cert *tls.Certificate) (*x509.Certificate, error) {
 
 // WatchCertDir makes the webhook server of mgr present tls.crt and tls.key
 // of its cert-dir, reloaded when they change, through a certificate watcher
-// netguard owns, and exports that certificate's validity as metrics.
-// controller-runtime's server would run the same watcher itself, but would
-// keep it out of reach. It fails when the files cannot be read.
-func WatchCertDir(mgr manager.Manager) error {
-	srv, ok := mgr.GetWebhookServer().(*ctrlwebhook.DefaultServer)
-	if !ok {
-		return fmt.Errorf("serving certificate: unexpected webhook server %T", mgr.GetWebhookServer())
-	}
-	// controller-runtime's defaults, for options left empty.
-	dir, certName, keyName := srv.Options.CertDir, srv.Options.CertName, srv.Options.KeyName
-	if dir == "" {
-		dir = filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs")
-	}
-	if certName == "" {
-		certName = "tls.crt"
-	}
-	if keyName == "" {
-		keyName = "tls.key"
-	}
-	watcher, err := certwatcher.New(filepath.Join(dir, certName), filepath.Join(dir, keyName))
+// netguard owns, and exports that certificate's validity as metrics. It
+// fails when the files cannot be read.
+func WatchCertDir(mgr *serving.Manager) error {
+	srv := mgr.WebhookServer()
+	dir := srv.CertDir()
+	watcher, err := certwatcher.New(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
 	if err != nil {
 		return fmt.Errorf("serving certificate in %s: %w", dir, err)
 	}
-	// The server reads TLSOpts when it starts; with GetCertificate set it
-	// starts no watcher of its own.
-	srv.Options.TLSOpts = append(srv.Options.TLSOpts, func(c *tls.Config) { c.GetCertificate = watcher.GetCertificate })
+	// The server reads its TLS options when it starts; with GetCertificate
+	// set it starts no watcher of its own.
+	srv.AddTLSOption(func(c *tls.Config) { c.GetCertificate = watcher.GetCertificate })
 	if err := mgr.Add(watcher); err != nil {
 		return fmt.Errorf("serving certificate: %w", err)
 	}

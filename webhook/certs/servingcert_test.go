@@ -21,8 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/netguard-io/netguard/webhook/serving"
 )
 
 // servingPair makes a serving certificate valid from notBefore to notAfter
@@ -171,12 +171,14 @@ func TestServingCertificateMetricsFollowRotation(t *testing.T) {
 // without a certificate is an error that names the directory.
 func TestWatchCertDir(t *testing.T) {
 	t.Cleanup(func() { ExportServingCertificate(nil) })
-	newManager := func(dir string) manager.Manager {
+	newManager := func(dir string) *serving.Manager {
 		t.Helper()
-		mgr, err := manager.New(&rest.Config{Host: "https://127.0.0.1:1"}, manager.Options{
-			Metrics:       metricsserver.Options{BindAddress: "0"},
-			WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{CertDir: dir}),
-		})
+		l, err := serving.Listen(serving.Addresses{WebhookHost: "127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		mgr, err := serving.NewManager(&rest.Config{Host: "https://127.0.0.1:1"}, manager.Options{}, l, dir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,10 +202,7 @@ func TestWatchCertDir(t *testing.T) {
 	if _, na := servingGauges(t); na != float64(notAfter.Unix()) {
 		t.Errorf("notAfter gauge %v, want %d", na, notAfter.Unix())
 	}
-	cfg := &tls.Config{}
-	for _, opt := range mgr.GetWebhookServer().(*ctrlwebhook.DefaultServer).Options.TLSOpts {
-		opt(cfg)
-	}
+	cfg := mgr.WebhookServer().TLSConfig()
 	if cfg.GetCertificate == nil {
 		t.Fatal("the webhook server's TLS options set no GetCertificate; it would start a watcher netguard cannot see")
 	}

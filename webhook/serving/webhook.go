@@ -71,15 +71,26 @@ func (s *WebhookServer) WebhookMux() *http.ServeMux { return s.mux }
 // Addr is the address the server listens on.
 func (s *WebhookServer) Addr() net.Addr { return s.listener.Addr() }
 
-// Start serves until ctx ends, then lets in-flight requests finish.
-func (s *WebhookServer) Start(ctx context.Context) error {
-	log := logf.FromContext(ctx).WithName("webhook-server")
+// CertDir is the directory tls.crt and tls.key are read from unless a TLS
+// option sets GetCertificate.
+func (s *WebhookServer) CertDir() string { return s.certDir }
+
+// TLSConfig is the server's TLS configuration: its TLS options applied in
+// order to an empty one.
+func (s *WebhookServer) TLSConfig() *tls.Config {
 	cfg := &tls.Config{}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, opt := range s.tlsOpts {
 		opt(cfg)
 	}
-	s.mu.Unlock()
+	return cfg
+}
+
+// Start serves until ctx ends, then lets in-flight requests finish.
+func (s *WebhookServer) Start(ctx context.Context) error {
+	log := logf.FromContext(ctx).WithName("webhook-server")
+	cfg := s.TLSConfig()
 	if cfg.GetCertificate == nil {
 		w, err := certwatcher.New(filepath.Join(s.certDir, "tls.crt"), filepath.Join(s.certDir, "tls.key"))
 		if err != nil {
