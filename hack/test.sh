@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` runs it: lint, every package's tests
-# in parallel (unit, envtest integration, chart, network-namespace e2e),
+# in parallel (unit, envtest integration, chart and alerts,
+# network-namespace e2e), the tests on a real single-node cluster (make
+# e2e-node, on their own: the node needs the machine's ports and iptables),
 # short fuzzing, then two checks of the run itself: no controller-runtime
 # "log.SetLogger(...) was never called" stack trace in the output, and
 # nothing left behind on the machine (hack/leftovers.sh).
@@ -9,7 +11,7 @@
 # the time per fuzz target (default 10s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${KUBEBUILDER_ASSETS:?set by make test}" "${HELM:?set by make test}"
+: "${KUBEBUILDER_ASSETS:?set by make test}" "${HELM:?set by make test}" "${PROMTOOL:?set by make test}"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -23,7 +25,16 @@ make --no-print-directory lint
 status=0
 NETGUARD_REQUIRE_ENVTEST=1 go test -count=1 -timeout 30m ./... 2>&1 | tee "$work/test.log" || status=1
 if [ "$status" = 0 ]; then
+	make --no-print-directory e2e-node 2>&1 | tee "$work/node.log" || status=1
+fi
+if [ "$status" = 0 ]; then
 	hack/fuzz.sh "${FUZZTIME:-10s}" 2>&1 | tee "$work/fuzz.log" || status=1
+fi
+
+# `ip netns add` makes /run/netns a mount point of its own, once per boot.
+# Take it back when this run made it and left no namespace in it.
+if ! grep -qx /run/netns "$work/before/mounts" && mountpoint -q /run/netns && [ -z "$(ip netns list)" ]; then
+	umount /run/netns
 fi
 
 if grep -h -A3 'log.SetLogger(...) was never called' "$work"/*.log; then
