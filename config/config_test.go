@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -66,8 +67,21 @@ func TestParse(t *testing.T) {
 		"bad sidecar mode":               {yaml: "dnsProxy:\n  mode: socket\n", wantErr: "dnsProxy.mode"},
 		"sidecar image with tag pattern": {yaml: "dnsProxy:\n  images: [\"nginx:1.27\"]\n", wantErr: "dnsProxy.images[0]"},
 		"sidecar port out of range":      {yaml: "dnsProxy:\n  port: 70000\n", wantErr: "dnsProxy.port"},
-		"bad guard mode":                 {yaml: "serviceGuard:\n  mode: block\n", wantErr: "serviceGuard.mode"},
-		"not YAML":                       {yaml: "dns: [\n", wantErr: "not valid YAML"},
+		"attempt policy, partly given": {yaml: "dnsProxy:\n  attempts:\n    hedgeDelayMin: 5ms\n    maxParallel: 4\n", check: func(t *testing.T, c *Config) {
+			want := DefaultDNSProxyAttempts()
+			want.HedgeDelayMin, want.MaxParallel = "5ms", 4
+			if c.DNSProxy.Attempts != want {
+				t.Errorf("attempts = %+v, want %+v", c.DNSProxy.Attempts, want)
+			}
+		}},
+		"bad attempt timeout":        {yaml: "dnsProxy:\n  attempts:\n    timeout: 2\n", wantErr: "dnsProxy.attempts.timeout"},
+		"deadline before timeout":    {yaml: "dnsProxy:\n  attempts:\n    timeout: 5s\n", wantErr: "dnsProxy.attempts.deadline"},
+		"hedge delays reversed":      {yaml: "dnsProxy:\n  attempts:\n    hedgeDelayMin: 1s\n", wantErr: "dnsProxy.attempts.hedgeDelayMax"},
+		"negative hedge delay":       {yaml: "dnsProxy:\n  attempts:\n    hedgeDelayMin: -1ms\n", wantErr: "dnsProxy.attempts.hedgeDelayMin"},
+		"too many parallel attempts": {yaml: "dnsProxy:\n  attempts:\n    maxParallel: 65\n", wantErr: "dnsProxy.attempts.maxParallel"},
+		"zero hedge budget":          {yaml: "dnsProxy:\n  attempts:\n    hedgeBudget: 0\n", wantErr: "dnsProxy.attempts.hedgeBudget"},
+		"bad guard mode":             {yaml: "serviceGuard:\n  mode: block\n", wantErr: "serviceGuard.mode"},
+		"not YAML":                   {yaml: "dns: [\n", wantErr: "not valid YAML"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -110,5 +124,31 @@ func TestSelfNamespaceFromEnvironment(t *testing.T) {
 	}
 	if !cfg.Namespaces.Excluded("platform-netguard") {
 		t.Errorf("own namespace from POD_NAMESPACE not excluded: %+v", cfg.Namespaces)
+	}
+}
+
+func TestDNSProxyAttemptFlags(t *testing.T) {
+	tests := map[string]struct {
+		attempts func(*DNSProxyAttempts)
+		want     []string
+	}{
+		"defaults give no flags":     {attempts: func(*DNSProxyAttempts) {}},
+		"same value, other spelling": {attempts: func(a *DNSProxyAttempts) { a.Timeout, a.HedgeDelayMax = "2000ms", "0.5s" }},
+		"every value": {
+			attempts: func(a *DNSProxyAttempts) {
+				*a = DNSProxyAttempts{Timeout: "1s", Deadline: "3s", HedgeDelayMin: "5ms", HedgeDelayMax: "1.5s", MaxParallel: 8, HedgeBudget: 2.5}
+			},
+			want: []string{"--timeout", "1s", "--deadline", "3s", "--hedge-delay-min", "5ms", "--hedge-delay-max", "1.5s",
+				"--max-parallel-attempts", "8", "--hedge-budget", "2.5"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			a := DefaultDNSProxyAttempts()
+			tc.attempts(&a)
+			if got := a.Flags(); !slices.Equal(got, tc.want) {
+				t.Errorf("flags %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -1,6 +1,12 @@
 package config
 
-import corev1 "k8s.io/api/core/v1"
+import (
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
 
 // DNSProxyMode says how a pod reaches the injected forwarder.
 type DNSProxyMode string
@@ -38,6 +44,102 @@ type DNSProxyConfig struct {
 	MetricsPort int32 `json:"metricsPort"`
 	// Resources of the sidecar container.
 	Resources corev1.ResourceRequirements `json:"resources"`
+	// Attempts is the forwarder's upstream attempt policy.
+	Attempts DNSProxyAttempts `json:"attempts"`
+}
+
+// DNSProxyAttempts is the forwarder's upstream attempt policy: the flags of
+// `netguard dns-proxy` of the same names (docs/dns-proxy.md). The sidecar
+// is given only the values that differ from the defaults, so that pods
+// show what was tuned and a sidecar image older than the webhook still
+// starts.
+type DNSProxyAttempts struct {
+	// Timeout is how long one upstream attempt waits for its answer, as a
+	// Go duration. Defaults to 2s.
+	Timeout string `json:"timeout"`
+	// Deadline bounds all attempts of one query; then the client gets
+	// SERVFAIL. At least Timeout. Defaults to 4s.
+	Deadline string `json:"deadline"`
+	// HedgeDelayMin and HedgeDelayMax bound how long a query waits for an
+	// answer before it sends another attempt from a new socket (the
+	// upstream's 99th percentile latency in between). Default to 10ms and
+	// 500ms.
+	HedgeDelayMin string `json:"hedgeDelayMin"`
+	HedgeDelayMax string `json:"hedgeDelayMax"`
+	// MaxParallel bounds the attempts of one query waiting at once, 1 to
+	// 64; 1 turns hedging off. Defaults to 16.
+	MaxParallel int `json:"maxParallel"`
+	// HedgeBudget is the extra attempts earned by each answered query (on
+	// top of 10 per second), which bounds the load on a DNS that stops
+	// answering. Defaults to 4.
+	HedgeBudget float64 `json:"hedgeBudget"`
+}
+
+// DefaultDNSProxyAttempts is the forwarder's own default policy.
+func DefaultDNSProxyAttempts() DNSProxyAttempts {
+	return DNSProxyAttempts{
+		Timeout:       "2s",
+		Deadline:      "4s",
+		HedgeDelayMin: "10ms",
+		HedgeDelayMax: "500ms",
+		MaxParallel:   16,
+		HedgeBudget:   4,
+	}
+}
+
+// MaxDNSProxyParallelAttempts bounds dnsProxy.attempts.maxParallel.
+const MaxDNSProxyParallelAttempts = 64
+
+// Flags returns the `netguard dns-proxy` flags for the values that differ
+// from the defaults, in a fixed order. Call it on validated settings.
+func (a DNSProxyAttempts) Flags() []string {
+	def := DefaultDNSProxyAttempts()
+	var args []string
+	for _, d := range []struct{ flag, value, def string }{
+		{"--timeout", a.Timeout, def.Timeout},
+		{"--deadline", a.Deadline, def.Deadline},
+		{"--hedge-delay-min", a.HedgeDelayMin, def.HedgeDelayMin},
+		{"--hedge-delay-max", a.HedgeDelayMax, def.HedgeDelayMax},
+	} {
+		v, _ := time.ParseDuration(d.value)
+		if dv, _ := time.ParseDuration(d.def); v != dv {
+			args = append(args, d.flag, v.String())
+		}
+	}
+	if a.MaxParallel != def.MaxParallel {
+		args = append(args, "--max-parallel-attempts", fmt.Sprint(a.MaxParallel))
+	}
+	if a.HedgeBudget != def.HedgeBudget {
+		args = append(args, "--hedge-budget", fmt.Sprint(a.HedgeBudget))
+	}
+	return args
+}
+
+func (a *DNSProxyAttempts) validate(p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	duration := func(name, v string) time.Duration {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, field.Invalid(p.Child(name), v, `must be a positive duration such as "2s" or "500ms"`))
+			return 0
+		}
+		return d
+	}
+	timeout, deadline := duration("timeout", a.Timeout), duration("deadline", a.Deadline)
+	if timeout > 0 && deadline > 0 && deadline < timeout {
+		errs = append(errs, field.Invalid(p.Child("deadline"), a.Deadline, fmt.Sprintf("must be at least dnsProxy.attempts.timeout (%s)", a.Timeout)))
+	}
+	hedgeMin, hedgeMax := duration("hedgeDelayMin", a.HedgeDelayMin), duration("hedgeDelayMax", a.HedgeDelayMax)
+	if hedgeMin > 0 && hedgeMax > 0 && hedgeMax < hedgeMin {
+		errs = append(errs, field.Invalid(p.Child("hedgeDelayMax"), a.HedgeDelayMax, fmt.Sprintf("must be at least dnsProxy.attempts.hedgeDelayMin (%s)", a.HedgeDelayMin)))
+	}
+	if a.MaxParallel < 1 || a.MaxParallel > MaxDNSProxyParallelAttempts {
+		errs = append(errs, field.Invalid(p.Child("maxParallel"), a.MaxParallel, fmt.Sprintf("must be 1..%d", MaxDNSProxyParallelAttempts)))
+	}
+	if !(a.HedgeBudget > 0) {
+		errs = append(errs, field.Invalid(p.Child("hedgeBudget"), a.HedgeBudget, "must be positive"))
+	}
+	return errs
 }
 
 // DefaultNginxImages are the image patterns that get the sidecar by default.
@@ -64,5 +166,6 @@ func defaultDNSProxy() DNSProxyConfig {
 		Images:          append([]string(nil), DefaultNginxImages...),
 		Port:            8053,
 		MetricsPort:     9153,
+		Attempts:        DefaultDNSProxyAttempts(),
 	}
 }

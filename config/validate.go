@@ -129,6 +129,7 @@ func (d *DNSProxyConfig) validate(p *field.Path) field.ErrorList {
 	if d.Mode == DNSProxyModeResolv && d.MetricsPort == 53 {
 		errs = append(errs, field.Invalid(p.Child("metricsPort"), d.MetricsPort, "port 53 is taken by the forwarder in resolv mode"))
 	}
+	errs = append(errs, d.Attempts.validate(p.Child("attempts"))...)
 	return errs
 }
 

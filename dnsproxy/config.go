@@ -11,13 +11,31 @@ import (
 const (
 	// DefaultListen is where nginx's `resolver 127.0.0.1:8053` points.
 	DefaultListen = "127.0.0.1:8053"
-	// DefaultTimeout bounds one upstream attempt. Short, because the point
-	// of a retry is that it leaves from a new socket and may reach a
-	// different backend.
+	// DefaultTimeout bounds how long one upstream attempt waits for its
+	// answer. Later attempts do not wait for it (see DefaultHedgeDelayMin);
+	// it is how long a slow answer is still taken.
 	DefaultTimeout = 2 * time.Second
 	// DefaultDeadline bounds all attempts for one query, so a client gets a
 	// SERVFAIL before glibc's default 5 s timeout would fire.
 	DefaultDeadline = 4 * time.Second
+	// DefaultHedgeDelayMin is the least time a query waits for an answer
+	// before it sends another attempt from a new socket. The delay follows
+	// the upstream's 99th percentile latency; this floor keeps a fast
+	// cluster DNS (well under a millisecond) from being hedged on jitter.
+	DefaultHedgeDelayMin = 10 * time.Millisecond
+	// DefaultHedgeDelayMax is the most a query waits before it sends another
+	// attempt, however slow the upstream has been. It is also the delay
+	// before the first answer gives a latency to go by.
+	DefaultHedgeDelayMax = 500 * time.Millisecond
+	// DefaultMaxParallelAttempts bounds the attempts of one query open at
+	// once. With one backend in three silent, 16 attempts all miss with
+	// probability (2/3)^16 = 0.15%; such a query waits for the first
+	// attempts to time out and sends 16 more.
+	DefaultMaxParallelAttempts = 16
+	// DefaultHedgeBudget is the extra attempts earned by each answered
+	// query: enough for a Service with three backends in four silent
+	// (three extra attempts per query on average).
+	DefaultHedgeBudget = 4
 	// DefaultMaxInFlight bounds concurrent queries; past it the forwarder
 	// answers SERVFAIL at once instead of queueing.
 	DefaultMaxInFlight = 1024
@@ -30,6 +48,9 @@ const (
 	DefaultListeners = 1
 )
 
+// maxParallelAttempts bounds Config.MaxParallelAttempts: sockets per query.
+const maxParallelAttempts = 64
+
 // Config is the forwarder's configuration. The zero value of every field
 // but Upstreams means its default.
 type Config struct {
@@ -40,11 +61,28 @@ type Config struct {
 	// Upstreams are the DNS servers queries are forwarded to, tried in
 	// order, starting with the one that answered last. Required.
 	Upstreams []netip.AddrPort
-	// Timeout bounds one upstream attempt. Defaults to 2s.
+	// Timeout bounds how long one upstream attempt waits for its answer.
+	// Defaults to 2s.
 	Timeout time.Duration
 	// Deadline bounds all attempts for one query; when it passes the client
 	// gets SERVFAIL. Defaults to 4s.
 	Deadline time.Duration
+	// HedgeDelayMin and HedgeDelayMax bound the hedge delay: how long a
+	// query waits for an answer before it sends another attempt from a new
+	// socket, keeping the earlier ones open. Between the bounds the delay is
+	// the 99th percentile of the upstream's recent latency. Default to 10ms
+	// and 500ms.
+	HedgeDelayMin, HedgeDelayMax time.Duration
+	// MaxParallelAttempts bounds the attempts of one query open at once; 1
+	// turns hedging off (a new attempt only after the last one failed).
+	// A query makes at most MaxParallelAttempts × ⌈Deadline/Timeout⌉
+	// attempts. Defaults to 16.
+	MaxParallelAttempts int
+	// HedgeBudget is the number of extra attempts (every attempt after a
+	// query's first) earned by each answered query, on top of 10 per
+	// second, with at most 100 saved. It bounds the extra load on a DNS
+	// that stops answering. Defaults to 4.
+	HedgeBudget float64
 	// MaxInFlight bounds the queries being forwarded at once; a query over
 	// the bound is answered SERVFAIL immediately. Defaults to 1024.
 	MaxInFlight int
@@ -70,6 +108,18 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Deadline == 0 {
 		cfg.Deadline = max(DefaultDeadline, cfg.Timeout)
+	}
+	if cfg.HedgeDelayMin == 0 {
+		cfg.HedgeDelayMin = DefaultHedgeDelayMin
+	}
+	if cfg.HedgeDelayMax == 0 {
+		cfg.HedgeDelayMax = max(DefaultHedgeDelayMax, cfg.HedgeDelayMin)
+	}
+	if cfg.MaxParallelAttempts == 0 {
+		cfg.MaxParallelAttempts = DefaultMaxParallelAttempts
+	}
+	if cfg.HedgeBudget == 0 {
+		cfg.HedgeBudget = DefaultHedgeBudget
 	}
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
@@ -113,6 +163,14 @@ func (cfg Config) validate() error {
 		return fmt.Errorf("%w: timeout must be positive, got %s", ErrInvalidConfig, cfg.Timeout)
 	case cfg.Deadline < cfg.Timeout:
 		return fmt.Errorf("%w: deadline %s is shorter than the per-attempt timeout %s", ErrInvalidConfig, cfg.Deadline, cfg.Timeout)
+	case cfg.HedgeDelayMin < 0:
+		return fmt.Errorf("%w: hedge delay minimum must be positive, got %s", ErrInvalidConfig, cfg.HedgeDelayMin)
+	case cfg.HedgeDelayMax < cfg.HedgeDelayMin:
+		return fmt.Errorf("%w: hedge delay maximum %s is shorter than the minimum %s", ErrInvalidConfig, cfg.HedgeDelayMax, cfg.HedgeDelayMin)
+	case cfg.MaxParallelAttempts < 0 || cfg.MaxParallelAttempts > maxParallelAttempts:
+		return fmt.Errorf("%w: max parallel attempts must be 1 to %d, got %d", ErrInvalidConfig, maxParallelAttempts, cfg.MaxParallelAttempts)
+	case cfg.HedgeBudget < 0:
+		return fmt.Errorf("%w: hedge budget must be positive, got %g", ErrInvalidConfig, cfg.HedgeBudget)
 	case cfg.MaxInFlight < 0:
 		return fmt.Errorf("%w: max in-flight must be positive, got %d", ErrInvalidConfig, cfg.MaxInFlight)
 	case cfg.CacheSize < 0:

@@ -44,7 +44,4 @@ var (
 	errBadReply = errors.New("upstream reply does not match the query")
 	// errTruncated: the UDP reply had the TC bit set or did not fit.
 	errTruncated = errors.New("upstream reply truncated")
-	// errNoAttemptsLeft: the overall deadline passed before any upstream
-	// answered.
-	errNoAttemptsLeft = errors.New("no upstream answered before the deadline")
 )

@@ -1,9 +1,10 @@
 package dnsproxy
 
 import (
+	"context"
 	"encoding/binary"
-	"errors"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"time"
 
@@ -21,7 +22,9 @@ type upstream struct {
 // handle answers one client message and returns the reply to send (nil:
 // drop the message) and the pooled buffer holding it, to give back with
 // putBuf once the reply is written. msg is modified while the query is
-// forwarded and restored before handle returns.
+// forwarded and restored before handle returns. It serves TCP clients,
+// and UDP clients off Linux; the Linux poll loop has its own copy of the
+// attempt policy in udp_linux.go.
 func (p *Proxy) handle(msg []byte, proto int) ([]byte, *[]byte) {
 	var q query
 	switch err := parseQuery(msg, &q); err {
@@ -55,14 +58,26 @@ func (p *Proxy) handle(msg []byte, proto int) ([]byte, *[]byte) {
 		p.m.cacheMisses.Inc()
 	}
 
-	// One byte more than the client takes, so a reply that overflows it is
-	// seen as truncated instead of silently cut by the kernel.
-	b := getBuf(maxSize + 1)
-	reply, b, err := p.forward(msg, &q, proto, b)
+	start := time.Now()
+	res := p.exchange(msg, &q, proto, int(p.preferred.Load()), start.Add(p.cfg.Deadline))
 	binary.BigEndian.PutUint16(msg, q.id)
-	if err != nil {
-		p.log.V(1).Info("Query failed", "error", err.Error())
+	if res.buf == nil {
+		p.m.attempts.Observe(float64(res.attempts))
+		p.log.V(1).Info("Query failed", "cause", causeNames[res.cause], "attempts", res.attempts)
+		b := getBuf(smallBuf)
+		p.m.servfails[res.cause].Inc()
 		return errorReply(*b, msg, &q, rcodeServFail), b
+	}
+	b := res.buf
+	reply := (*b)[:res.n]
+	if res.truncated {
+		var more int
+		reply, b, more = p.retryOverTCP(res.up, msg, &q, b, res.n, start.Add(p.cfg.Deadline))
+		res.attempts += more
+	}
+	p.m.attempts.Observe(float64(res.attempts))
+	if reply[3]&rcodeMask == rcodeServFail {
+		p.m.servfails[causeUpstream].Inc()
 	}
 	if p.cache != nil {
 		p.cache.put(key, reply)
@@ -71,52 +86,190 @@ func (p *Proxy) handle(msg []byte, proto int) ([]byte, *[]byte) {
 	return reply, b
 }
 
-// forward sends the query to the upstreams, each attempt from a new socket
-// with a new random message ID, until one answers or the deadline passes.
-// It starts with the upstream that answered last and moves on after a
-// failed attempt, wrapping around, so a single upstream (a Service VIP) is
-// retried from a fresh source port. Queries from UDP clients go over UDP
-// and are retried over TCP when the reply is truncated; queries from TCP
-// clients go over TCP. The reply is returned in b, or in a buffer that
-// replaced it (b is then returned to the pool).
-func (p *Proxy) forward(msg []byte, q *query, proto int, b *[]byte) ([]byte, *[]byte, error) {
-	start := time.Now()
-	overall := start.Add(p.cfg.Deadline)
-	first := int(p.preferred.Load())
-	for attempt := range p.maxAttempts {
-		now := time.Now()
-		if attempt > 0 && !now.Before(overall) {
-			break
-		}
-		i := (first + attempt) % len(p.ups)
-		up := &p.ups[i]
-		deadline := earliest(now.Add(p.cfg.Timeout), overall)
-		id := uint16(rand.Uint32())
-		binary.BigEndian.PutUint16(msg, id)
+// exchangeResult is the outcome of exchange.
+type exchangeResult struct {
+	// buf holds the reply, (*buf)[:n]; nil when no upstream answered, then
+	// cause says why (causeDeadline or causeAttemptLimit).
+	buf       *[]byte
+	n         int
+	cause     int
+	truncated bool   // a UDP reply with TC set, or larger than the client takes
+	up        int    // the upstream that answered
+	attempts  int    // attempts made
+	id        uint16 // message ID of the attempt that was answered
+}
 
-		var n int
-		var err error
-		if proto == protoTCP {
-			n, err = exchangeTCP(up.addr, msg, q, id, *b, deadline)
-		} else {
-			var ignored int
-			n, ignored, err = exchangeUDP(up.addr, msg, q, id, (*b)[:q.udpSize+1], deadline)
-			up.errs[reasonBadReply].Add(float64(ignored))
-			if errors.Is(err, errTruncated) {
-				var reply []byte
-				reply, b = p.retryOverTCP(up, msg, q, id, b, n, overall)
-				p.answeredBy(first, i)
-				return reply, b, nil
+// exchange sends the query msg to the upstreams over proto under the
+// attempt policy (see policy.go), starting with upstream first, each
+// attempt from a new socket with a new random message ID, and returns the
+// first valid reply. Each attempt waits in a goroutine of its own; all of
+// them have ended when exchange returns.
+func (p *Proxy) exchange(msg []byte, q *query, proto, first int, overall time.Time) exchangeResult {
+	ex := goExchange{p: p, msg: msg, q: q, proto: proto, first: first, overall: overall,
+		results: make(chan attemptResult, p.cfg.MaxParallelAttempts),
+		slots:   make([]goAttempt, p.cfg.MaxParallelAttempts)}
+	ex.ctx, ex.cancel = context.WithCancel(context.Background())
+	defer ex.finish()
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	next := time.Now()
+	for {
+		now := time.Now()
+		if !now.Before(overall) {
+			// The attempts still open time out now; finish ends them.
+			for _, a := range ex.slots {
+				if a.buf != nil {
+					p.ups[a.up].errs[reasonTimeout].Inc()
+				}
+			}
+			return exchangeResult{cause: causeDeadline, attempts: ex.sent}
+		}
+		if !now.Before(next) {
+			next = now.Add(p.policy.hedgeDelay())
+			switch ok, why := p.policy.admit(ex.sent, ex.open, now); {
+			case ok:
+				ex.start(now)
+			case why == heldExhausted:
+				if ex.open == 0 {
+					return exchangeResult{cause: causeAttemptLimit, attempts: ex.sent}
+				}
+				next = overall
+			default:
+				p.m.held[why].Inc()
 			}
 		}
-		if err == nil {
-			p.answeredBy(first, i)
-			return (*b)[:n], b, nil
+		timer.Reset(earliest(next, overall).Sub(now))
+		select {
+		case r := <-ex.results:
+			ex.open--
+			a := &ex.slots[r.slot]
+			up := &p.ups[a.up]
+			up.errs[reasonBadReply].Add(float64(r.ignored))
+			if r.err == nil || r.err == errTruncated {
+				p.policy.answered(time.Since(a.sent), proto == protoUDP)
+				p.answeredBy(first, a.up)
+				if a.n > 1 {
+					p.m.answeredLate.Inc()
+				}
+				res := exchangeResult{buf: a.buf, n: r.n, truncated: r.err == errTruncated, up: a.up, attempts: ex.sent, id: a.id}
+				a.buf = nil
+				return res
+			}
+			up.errs[reasonOf(r.err)].Inc()
+			p.log.V(1).Info("Upstream attempt failed", "upstream", up.addr.String(), "attempt", a.n, "error", r.err.Error())
+			ex.free(r.slot)
+			if r.err == errUpstreamTimeout && ex.open == 0 {
+				next = time.Now() // nothing left to wait for
+			}
+		case <-timer.C:
 		}
-		up.errs[reasonOf(err)].Inc()
-		p.log.V(1).Info("Upstream attempt failed", "upstream", up.addr.String(), "attempt", attempt+1, "error", err.Error())
 	}
-	return nil, b, errNoAttemptsLeft
+}
+
+// goExchange is one query's attempts on the goroutine path.
+type goExchange struct {
+	p       *Proxy
+	msg     []byte
+	q       *query
+	proto   int
+	first   int
+	overall time.Time
+
+	ctx     context.Context
+	cancel  context.CancelFunc
+	results chan attemptResult
+	slots   []goAttempt // MaxParallelAttempts slots
+	sent    int
+	open    int
+}
+
+// goAttempt is one attempt waiting for its answer.
+type goAttempt struct {
+	buf  *[]byte // the reply; nil while the slot is free
+	n    int     // 1 for the query's first attempt, 2 for the next...
+	up   int
+	id   uint16
+	sent time.Time
+}
+
+// attemptResult is what an attempt's goroutine reports.
+type attemptResult struct {
+	slot    int
+	n       int // reply length
+	ignored int // replies that did not match the query
+	err     error
+}
+
+// start sends the next attempt: to the next upstream, from a new socket.
+func (ex *goExchange) start(now time.Time) {
+	p := ex.p
+	slot := 0
+	for ex.slots[slot].buf != nil {
+		slot++
+	}
+	a := &ex.slots[slot]
+	ex.sent++
+	*a = goAttempt{n: ex.sent, up: (ex.first + ex.sent - 1) % len(p.ups), id: uint16(rand.Uint32()), sent: now}
+	up := &p.ups[a.up]
+	deadline := earliest(now.Add(p.cfg.Timeout), ex.overall)
+	if ex.proto == protoTCP {
+		a.buf = getBuf(largeBuf)
+		framed := frameTCP(ex.msg, a.id, *a.buf)
+		go ex.awaitTCP(slot, up.addr, framed, a.id, *a.buf, deadline)
+	} else {
+		// The message is written here, not in the goroutine, so that the
+		// next attempt's ID cannot overwrite it before it is sent.
+		binary.BigEndian.PutUint16(ex.msg, a.id)
+		conn, err := dialUDPConn(up.addr, ex.msg)
+		if err != nil {
+			up.errs[reasonOf(err)].Inc()
+			p.log.V(1).Info("Upstream attempt failed", "upstream", up.addr.String(), "attempt", a.n, "error", err.Error())
+			return
+		}
+		a.buf = getBuf(ex.q.udpSize + 1)
+		// One byte more than the client takes, so a reply that overflows it
+		// is seen as truncated instead of silently cut by the kernel.
+		go ex.awaitUDP(slot, conn, a.id, (*a.buf)[:ex.q.udpSize+1], deadline)
+	}
+	if ex.open > 0 {
+		p.m.hedged.Inc()
+	}
+	ex.open++
+}
+
+func (ex *goExchange) awaitUDP(slot int, conn *net.UDPConn, id uint16, buf []byte, deadline time.Time) {
+	stop := context.AfterFunc(ex.ctx, func() { _ = conn.Close() })
+	defer stop()
+	defer conn.Close()
+	var r attemptResult
+	r.n, r.ignored, r.err = readUDPReply(conn, ex.msg, ex.q, id, buf, deadline)
+	r.slot = slot
+	ex.results <- r
+}
+
+func (ex *goExchange) awaitTCP(slot int, up netip.AddrPort, framed []byte, id uint16, buf []byte, deadline time.Time) {
+	var r attemptResult
+	r.n, r.err = exchangeTCP(ex.ctx, up, framed, ex.msg, ex.q, id, buf, deadline)
+	r.slot = slot
+	ex.results <- r
+}
+
+// free gives a slot's buffer back.
+func (ex *goExchange) free(slot int) {
+	putBuf(ex.slots[slot].buf)
+	ex.slots[slot].buf = nil
+}
+
+// finish stops the attempts still open and waits for their goroutines,
+// which read the query.
+func (ex *goExchange) finish() {
+	ex.cancel()
+	for ex.open > 0 {
+		r := <-ex.results
+		ex.open--
+		ex.free(r.slot)
+	}
 }
 
 // answeredBy makes upstream i the first one tried by the next queries.
@@ -127,35 +280,33 @@ func (p *Proxy) answeredBy(first, i int) {
 }
 
 // retryOverTCP handles a truncated UDP reply (in (*b)[:n]; n is one past the
-// client's size when the reply overflowed it) for a UDP client: it asks the
-// same upstream over TCP and relays that answer, truncated to what the
-// client accepts (keeping whole records, with TC set, as an authoritative
-// server would). If TCP fails the client gets the truncated reply, or a
-// bare one with TC set, and can retry over TCP itself.
-func (p *Proxy) retryOverTCP(up *upstream, msg []byte, q *query, id uint16, b *[]byte, n int, overall time.Time) ([]byte, *[]byte) {
-	tb := getBuf(largeBuf)
-	deadline := earliest(time.Now().Add(p.cfg.Timeout), overall)
-	tn, err := exchangeTCP(up.addr, msg, q, id, *tb, deadline)
-	if err == nil {
-		if tn <= q.udpSize {
+// client's size when the reply overflowed it) for a UDP client: it asks
+// over TCP, starting with the upstream up that answered, and relays that
+// answer, truncated to what the client accepts (keeping whole records, with
+// TC set, as an authoritative server would). If TCP fails the client gets
+// the truncated reply, or a bare one with TC set, and can retry over TCP
+// itself. It returns the reply, its buffer, and the TCP attempts made.
+func (p *Proxy) retryOverTCP(up int, msg []byte, q *query, b *[]byte, n int, overall time.Time) ([]byte, *[]byte, int) {
+	res := p.exchange(msg, q, protoTCP, up, overall)
+	if res.buf != nil {
+		if res.n <= q.udpSize {
 			putBuf(b)
-			return (*tb)[:tn], tb
+			return (*res.buf)[:res.n], res.buf, res.attempts
 		}
-		if reply, ok := truncateReply((*tb)[:tn], q.udpSize, *b); ok {
-			putBuf(tb)
-			return reply, b
+		reply, ok := truncateReply((*res.buf)[:res.n], q.udpSize, *b)
+		putBuf(res.buf)
+		if ok {
+			return reply, b, res.attempts
 		}
-		err = errBadReply
+		p.ups[res.up].errs[reasonBadReply].Inc()
 	}
-	putBuf(tb)
-	up.errs[reasonOf(err)].Inc()
-	p.log.V(1).Info("TCP retry of a truncated reply failed", "upstream", up.addr.String(), "error", err.Error())
+	p.log.V(1).Info("TCP retry of a truncated reply failed", "upstream", p.ups[up].addr.String())
 	if n <= q.udpSize {
-		return (*b)[:n], b
+		return (*b)[:n], b, res.attempts
 	}
 	reply := errorReply(*b, msg, q, rcodeSuccess)
 	binary.BigEndian.PutUint16(reply[2:], binary.BigEndian.Uint16(reply[2:])|flagTC)
-	return reply, b
+	return reply, b, res.attempts
 }
 
 // truncateReply repacks reply to fit size into dst. This is the one place

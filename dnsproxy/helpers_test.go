@@ -237,6 +237,22 @@ func (tp *testProxy) counter(t *testing.T, name string, labels ...string) float6
 	return 0
 }
 
+// histogram reads the sum and count of a histogram without labels.
+func (tp *testProxy) histogram(t *testing.T, name string) (sum float64, count uint64) {
+	t.Helper()
+	mfs, err := tp.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			h := mf.GetMetric()[0].GetHistogram()
+			return h.GetSampleSum(), h.GetSampleCount()
+		}
+	}
+	return 0, 0
+}
+
 // wantCounter waits (boundedly: replies are sent before they are counted)
 // for a metric to reach want, and fails the test if it does not.
 func (tp *testProxy) wantCounter(t *testing.T, want float64, name string, labels ...string) {

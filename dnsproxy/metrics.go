@@ -40,6 +40,17 @@ const (
 
 var reasonNames = [numReasons]string{"timeout", "refused", "bad_reply", "network"}
 
+// Causes of a SERVFAIL sent to a client; the values of the cause label.
+const (
+	causeDeadline      = iota // no valid answer before Config.Deadline
+	causeAttemptLimit         // every attempt the query may make failed
+	causeInFlightLimit        // Config.MaxInFlight queries were being forwarded
+	causeUpstream             // the upstream itself answered SERVFAIL
+	numCauses
+)
+
+var causeNames = [numCauses]string{"deadline", "attempt_limit", "in_flight_limit", "upstream"}
+
 func reasonOf(err error) int {
 	switch {
 	case errors.Is(err, errUpstreamTimeout):
@@ -63,9 +74,15 @@ type metrics struct {
 	cacheHits      prometheus.Counter
 	cacheMisses    prometheus.Counter
 	duration       prometheus.Histogram
+
+	attempts     prometheus.Histogram
+	hedged       prometheus.Counter
+	held         [numHeld]prometheus.Counter
+	answeredLate prometheus.Counter
+	servfails    [numCauses]prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, upstreams []string, inFlight func() float64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, upstreams []string, inFlight, hedgeDelay func() float64) (*metrics, error) {
 	queries := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "netguard_dnsproxy_queries_total",
 		Help: "DNS queries received from clients, by transport.",
@@ -95,7 +112,33 @@ func newMetrics(reg prometheus.Registerer, upstreams []string, inFlight func() f
 		Name: "netguard_dnsproxy_in_flight_queries",
 		Help: "Queries being forwarded now.",
 	}, inFlight)
-	for _, c := range []prometheus.Collector{queries, responses, upstreamErrors, dropped, cacheLookups, duration, inFlightGauge} {
+	attempts := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "netguard_dnsproxy_upstream_attempts_per_query",
+		Help:    "Upstream attempts made for each forwarded query, each from a new socket.",
+		Buckets: []float64{1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64},
+	})
+	hedged := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "netguard_dnsproxy_hedged_attempts_total",
+		Help: "Upstream attempts sent while an earlier attempt of the same query was still waiting for its answer.",
+	})
+	held := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "netguard_dnsproxy_attempts_held_total",
+		Help: "Times a query's next attempt was due but held back, by reason (budget: the hedge budget is spent; parallel_limit: the query has the most attempts open).",
+	}, []string{"reason"})
+	answeredLate := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "netguard_dnsproxy_answered_after_first_attempt_total",
+		Help: "Queries answered by an attempt other than their first.",
+	})
+	servfails := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "netguard_dnsproxy_servfail_total",
+		Help: "SERVFAIL responses sent to clients, by cause (deadline, attempt_limit, in_flight_limit, upstream).",
+	}, []string{"cause"})
+	hedgeDelayGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "netguard_dnsproxy_hedge_delay_seconds",
+		Help: "How long a query now waits for an answer before sending another attempt.",
+	}, hedgeDelay)
+	for _, c := range []prometheus.Collector{queries, responses, upstreamErrors, dropped, cacheLookups, duration, inFlightGauge,
+		attempts, hedged, held, answeredLate, servfails, hedgeDelayGauge} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -105,6 +148,16 @@ func newMetrics(reg prometheus.Registerer, upstreams []string, inFlight func() f
 		cacheHits:   cacheLookups.WithLabelValues("hit"),
 		cacheMisses: cacheLookups.WithLabelValues("miss"),
 		duration:    duration,
+
+		attempts:     attempts,
+		hedged:       hedged,
+		answeredLate: answeredLate,
+	}
+	for i, name := range heldNames {
+		m.held[i] = held.WithLabelValues(name)
+	}
+	for i, name := range causeNames {
+		m.servfails[i] = servfails.WithLabelValues(name)
 	}
 	for i, name := range protoNames {
 		m.queries[i] = queries.WithLabelValues(name)

@@ -39,13 +39,13 @@ const (
 
 // Proxy is a running or runnable forwarder. Create it with New.
 type Proxy struct {
-	cfg         Config
-	log         logr.Logger
-	ups         []upstream
-	maxAttempts int
-	cache       *cache
-	m           *metrics
-	gatherer    prometheus.Gatherer
+	cfg      Config
+	log      logr.Logger
+	ups      []upstream
+	policy   *attemptPolicy
+	cache    *cache
+	m        *metrics
+	gatherer prometheus.Gatherer
 
 	preferred atomic.Int32 // index of the upstream tried first
 	inFlight  atomic.Int64
@@ -95,7 +95,10 @@ func New(cfg Config, log logr.Logger, reg prometheus.Registerer) (*Proxy, error)
 	for i, up := range cfg.Upstreams {
 		names[i] = up.String()
 	}
-	m, err := newMetrics(reg, names, func() float64 { return float64(p.inFlight.Load()) })
+	p.policy = newAttemptPolicy(cfg)
+	m, err := newMetrics(reg, names,
+		func() float64 { return float64(p.inFlight.Load()) },
+		func() float64 { return p.policy.hedgeDelay().Seconds() })
 	if err != nil {
 		return nil, fmt.Errorf("registering metrics: %w", err)
 	}
@@ -104,10 +107,6 @@ func New(cfg Config, log logr.Logger, reg prometheus.Registerer) (*Proxy, error)
 	for i, up := range cfg.Upstreams {
 		p.ups[i] = upstream{addr: up, errs: &m.upstreamErrors[i]}
 	}
-	// Each upstream gets as many attempts as the deadline has timeouts,
-	// so a port that refuses at once cannot make a query spin.
-	perUpstream := int((cfg.Deadline + cfg.Timeout - 1) / cfg.Timeout)
-	p.maxAttempts = len(p.ups) * max(1, perUpstream)
 	if cfg.CacheSize > 0 {
 		p.cache = newCache(cfg.CacheSize)
 	}
@@ -149,6 +148,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 	close(p.started)
 	p.log.Info("Serving DNS", "listen", bound.String(), "upstreams", p.cfg.Upstreams, "listeners", len(udp),
 		"timeout", p.cfg.Timeout.String(), "deadline", p.cfg.Deadline.String(),
+		"hedgeDelayMin", p.cfg.HedgeDelayMin.String(), "hedgeDelayMax", p.cfg.HedgeDelayMax.String(),
+		"maxParallelAttempts", p.cfg.MaxParallelAttempts, "hedgeBudget", p.cfg.HedgeBudget,
 		"maxInFlight", p.cfg.MaxInFlight, "cacheSize", p.cfg.CacheSize, "metrics", p.metricsAddr)
 
 	var readers, conns sync.WaitGroup
@@ -312,7 +313,7 @@ func (p *Proxy) serveTCPConn(c net.Conn) {
 			p.release()
 		} else {
 			rb = getBuf(smallBuf)
-			reply = p.errorReplyFor((*b)[:n], *rb, rcodeServFail)
+			reply = p.overloadReply((*b)[:n], *rb)
 		}
 		if reply == nil {
 			if rb != nil {

@@ -1,6 +1,7 @@
 package dnsproxy
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -17,22 +18,28 @@ import (
 // A pooled or long-lived upstream socket is exactly what pins a client to
 // a dead DNS server (see docs/dns-proxy.md); do not add one.
 
-// exchangeUDP sends msg (whose ID is already the upstream ID id) to up from
-// a fresh UDP socket and reads replies into buf until one answers the
-// query or deadline passes. Replies that do not match are ignored, as a
-// spoofed or late packet would be, and counted in ignored. It returns the
-// reply length; a reply that does not fit buf is reported as errTruncated,
-// as is one with TC.
-func exchangeUDP(up netip.AddrPort, msg []byte, q *query, id uint16, buf []byte, deadline time.Time) (n, ignored int, err error) {
+// dialUDPConn opens a new UDP socket connected to up, so the kernel picks
+// a fresh ephemeral port and delivers only up's packets and ICMP errors,
+// and sends msg (whose ID is already the attempt's).
+func dialUDPConn(up netip.AddrPort, msg []byte) (*net.UDPConn, error) {
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(up))
 	if err != nil {
-		return 0, 0, classify(err)
-	}
-	defer conn.Close()
-	if err := conn.SetDeadline(deadline); err != nil {
-		return 0, 0, classify(err)
+		return nil, classify(err)
 	}
 	if _, err := conn.Write(msg); err != nil {
+		conn.Close()
+		return nil, classify(err)
+	}
+	return conn, nil
+}
+
+// readUDPReply reads replies into buf until one answers the query msg sent
+// with message ID id, or deadline passes. Replies that do not match are
+// ignored, as a spoofed or late packet would be, and counted in ignored.
+// It returns the reply length; a reply that does not fit buf is reported
+// as errTruncated, as is one with TC.
+func readUDPReply(conn *net.UDPConn, msg []byte, q *query, id uint16, buf []byte, deadline time.Time) (n, ignored int, err error) {
+	if err := conn.SetReadDeadline(deadline); err != nil {
 		return 0, 0, classify(err)
 	}
 	for {
@@ -51,19 +58,35 @@ func exchangeUDP(up netip.AddrPort, msg []byte, q *query, id uint16, buf []byte,
 	}
 }
 
-// exchangeTCP sends msg to up over a new TCP connection and returns the
-// reply, read into buf (which must hold 65535 bytes).
-func exchangeTCP(up netip.AddrPort, msg []byte, q *query, id uint16, buf []byte, deadline time.Time) (int, error) {
+// frameTCP writes msg with its 2-byte length prefix and message ID id into
+// buf (a new slice when it does not fit), so an attempt's goroutine sends
+// its own copy of the query.
+func frameTCP(msg []byte, id uint16, buf []byte) []byte {
+	if len(msg)+2 > len(buf) {
+		buf = make([]byte, len(msg)+2)
+	}
+	binary.BigEndian.PutUint16(buf, uint16(len(msg)))
+	copy(buf[2:], msg)
+	binary.BigEndian.PutUint16(buf[2:], id)
+	return buf[:len(msg)+2]
+}
+
+// exchangeTCP sends framed (from frameTCP) to up over a new TCP connection
+// and returns the reply to msg, read into buf (which must hold 65535
+// bytes; it may be framed's buffer). Cancelling ctx ends it at once.
+func exchangeTCP(ctx context.Context, up netip.AddrPort, framed, msg []byte, q *query, id uint16, buf []byte, deadline time.Time) (int, error) {
 	d := net.Dialer{Deadline: deadline}
-	conn, err := d.Dial("tcp", up.String())
+	conn, err := d.DialContext(ctx, "tcp", up.String())
 	if err != nil {
 		return 0, classify(err)
 	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stop()
 	defer conn.Close()
 	if err := conn.SetDeadline(deadline); err != nil {
 		return 0, classify(err)
 	}
-	if err := writeTCPMessage(conn, msg, buf); err != nil {
+	if _, err := conn.Write(framed); err != nil {
 		return 0, classify(err)
 	}
 	n, err := readTCPMessage(conn, buf)
@@ -74,24 +97,6 @@ func exchangeTCP(up netip.AddrPort, msg []byte, q *query, id uint16, buf []byte,
 		return 0, errBadReply
 	}
 	return n, nil
-}
-
-// writeTCPMessage writes msg with its 2-byte length prefix in one write,
-// staging it in scratch when it fits (RFC 7766 8: avoid splitting).
-func writeTCPMessage(w io.Writer, msg, scratch []byte) error {
-	if len(msg)+2 <= len(scratch) {
-		binary.BigEndian.PutUint16(scratch, uint16(len(msg)))
-		copy(scratch[2:], msg)
-		_, err := w.Write(scratch[:len(msg)+2])
-		return err
-	}
-	var l [2]byte
-	binary.BigEndian.PutUint16(l[:], uint16(len(msg)))
-	if _, err := w.Write(l[:]); err != nil {
-		return err
-	}
-	_, err := w.Write(msg)
-	return err
 }
 
 // readTCPMessage reads one length-prefixed message into buf.

@@ -53,7 +53,11 @@ func (l *connListener) serve() error {
 			continue
 		}
 		if !p.acquire() {
-			l.replyInPlace(b, n, from, rcodeServFail, start)
+			if reply := p.overloadReply((*b)[:n], *b); reply != nil {
+				_, _ = l.conn.WriteToUDPAddrPort(reply, from)
+				p.observe(reply, start)
+			}
+			putBuf(b)
 			continue
 		}
 		p.queries.Add(1)
@@ -102,4 +106,14 @@ func (p *Proxy) errorReplyFor(msg, buf []byte, rcode int) []byte {
 		rcode = rcodeFormErr
 	}
 	return errorReply(buf, msg, &q, rcode)
+}
+
+// overloadReply is errorReplyFor a query over the in-flight bound: SERVFAIL
+// unless msg calls for another rcode or for no reply.
+func (p *Proxy) overloadReply(msg, buf []byte) []byte {
+	reply := p.errorReplyFor(msg, buf, rcodeServFail)
+	if reply != nil && reply[3]&rcodeMask == rcodeServFail {
+		p.m.servfails[causeInFlightLimit].Inc()
+	}
+	return reply
 }

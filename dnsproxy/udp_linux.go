@@ -182,27 +182,45 @@ type mmsghdr struct {
 	_   [unsafe.Sizeof(uintptr(0)) - 4]byte
 }
 
+// attempt is one upstream attempt of a query in a loop.
+type attempt struct {
+	fd       int // the attempt's socket
+	id       uint16
+	up       int
+	n        int // 1 for the query's first attempt, 2 for the next...
+	sent     time.Time
+	deadline time.Time
+}
+
 // pending is a query in a loop, from being read to its reply being sent.
 type pending struct {
-	fd       int     // upstream socket of the current attempt, -1 when none
 	qb       *[]byte // the query, then the reply
 	qlen     int
 	rlen     int // reply length, once the reply is in qb
 	q        query
-	inFlight bool   // holds an in-flight slot
-	id       uint16 // message ID of the current attempt
-	first    int    // upstream tried first
-	up       int    // upstream of the current attempt
-	attempts int
-	start    time.Time
-	overall  time.Time
-	deadline time.Time // of the current attempt
-	heapIdx  int
-	client   sockaddrBuf
-	clen     uint32
+	inFlight bool // holds an in-flight slot
+	first    int  // upstream tried first
+	sent     int  // attempts made
+	open     int  // attempts waiting for an answer: atts[:open]
+	// atts has Config.MaxParallelAttempts slots, allocated once and kept
+	// when the pending is reused.
+	atts    []attempt
+	start   time.Time
+	overall time.Time
+	next    time.Time // when the next attempt is due
+	wake    time.Time // earliest of next, overall and the attempts' deadlines
+	heapIdx int
+	client  sockaddrBuf
+	clen    uint32
 }
 
 func (pd *pending) msg() []byte { return (*pd.qb)[:pd.qlen] }
+
+// attemptRef names an attempt polled in the current iteration.
+type attemptRef struct {
+	pd   *pending
+	slot int
+}
 
 // udpLoop serves one listener socket.
 type udpLoop struct {
@@ -211,13 +229,14 @@ type udpLoop struct {
 	wakefd int
 	ups    []rawUpstream
 
-	timers []*pending // queries with an attempt in flight; min-heap on deadline
+	timers []*pending // queries being forwarded; min-heap on wake
 	free   []*pending
 	outbox []*pending // replies to send at the end of the iteration
 	rbuf   []byte
+	now    time.Time // when the last poll returned
 
 	pollfds []unix.PollFd
-	polled  []*pending // polled[i] owns pollfds[pollHeader+i]
+	polled  []attemptRef // polled[i] owns pollfds[pollHeader+i]
 
 	rxBufs  [batch]*[]byte
 	rxNames [batch]sockaddrBuf
@@ -277,10 +296,16 @@ func (l *udpLoop) serve() error {
 		if err := l.wait(now); err != nil {
 			return err
 		}
+		l.now = time.Now()
 		for i := pollHeader; i < len(l.pollfds); i++ {
 			pfd := &l.pollfds[i]
-			if pd := l.polled[i-pollHeader]; pfd.Revents != 0 && pd.fd == int(pfd.Fd) {
-				l.upstreamReadable(pd)
+			if pfd.Revents == 0 {
+				continue
+			}
+			// An attempt that ended earlier in this iteration no longer
+			// owns the descriptor (its slot may hold another attempt).
+			if ref := l.polled[i-pollHeader]; ref.slot < ref.pd.open && ref.pd.atts[ref.slot].fd == int(pfd.Fd) {
+				l.upstreamReadable(ref.pd, ref.slot)
 			}
 		}
 		if l.pollfds[0].Revents != 0 {
@@ -305,8 +330,10 @@ func (l *udpLoop) wait(now time.Time) error {
 	}
 	l.polled = l.polled[:0]
 	for _, pd := range l.timers {
-		l.pollfds = append(l.pollfds, unix.PollFd{Fd: int32(pd.fd), Events: unix.POLLIN})
-		l.polled = append(l.polled, pd)
+		for i, a := range pd.atts[:pd.open] {
+			l.pollfds = append(l.pollfds, unix.PollFd{Fd: int32(a.fd), Events: unix.POLLIN})
+			l.polled = append(l.polled, attemptRef{pd: pd, slot: i})
+		}
 	}
 	fds, nfds := uintptr(unsafe.Pointer(&l.pollfds[0])), uintptr(len(l.pollfds))
 	var zero unix.Timespec
@@ -333,12 +360,12 @@ func (l *udpLoop) wait(now time.Time) error {
 	return nil
 }
 
-// nextWake is the earliest attempt deadline, or the end of the grace
-// period when stopping.
+// nextWake is the earliest time a query needs attention, or the end of the
+// grace period when stopping.
 func (l *udpLoop) nextWake() (time.Time, bool) {
 	var next time.Time
 	if len(l.timers) > 0 {
-		next = l.timers[0].deadline
+		next = l.timers[0].wake
 	}
 	if l.stopped && (next.IsZero() || l.grace.Before(next)) {
 		next = l.grace
@@ -359,7 +386,7 @@ func (l *udpLoop) stop() {
 func (l *udpLoop) abandon() {
 	for len(l.timers) > 0 {
 		pd := l.timers[0]
-		l.endAttempt(pd)
+		l.closeAll(pd)
 		l.complete(pd)
 	}
 }
@@ -434,6 +461,7 @@ func (l *udpLoop) startQuery(pd *pending) {
 		p.m.cacheMisses.Inc()
 	}
 	if !p.acquire() {
+		p.m.servfails[causeInFlightLimit].Inc()
 		l.errorReply(pd, rcodeServFail)
 		return
 	}
@@ -441,33 +469,78 @@ func (l *udpLoop) startQuery(pd *pending) {
 	l.active++
 	pd.first = int(p.preferred.Load())
 	pd.overall = pd.start.Add(p.cfg.Deadline)
-	l.nextAttempt(pd, time.Now())
+	l.send(pd, pd.start)
+	pd.next = pd.start.Add(p.policy.hedgeDelay())
+	l.schedule(pd)
 }
 
-// nextAttempt sends the query to the next upstream from a new socket, or
-// answers SERVFAIL when the attempts or the deadline are used up.
-func (l *udpLoop) nextAttempt(pd *pending, now time.Time) {
+// advance runs a query's timers at now: it ends the attempts whose timeout
+// passed, answers SERVFAIL when the deadline passed or no attempt is left,
+// and sends the next attempt when it is due and the policy admits it.
+func (l *udpLoop) advance(pd *pending, now time.Time) {
 	p := l.p
-	for pd.attempts < p.maxAttempts {
-		if pd.attempts > 0 && !now.Before(pd.overall) {
-			break
-		}
-		pd.up = (pd.first + pd.attempts) % len(l.ups)
-		pd.attempts++
-		pd.id = uint16(rand.Uint32())
-		binary.BigEndian.PutUint16(*pd.qb, pd.id)
-		fd, e := dialUDP(&l.ups[pd.up], pd.msg())
-		if e != 0 {
-			l.attemptFailed(pd, e)
+	timedOut := false
+	for i := 0; i < pd.open; {
+		a := &pd.atts[i]
+		if now.Before(a.deadline) {
+			i++
 			continue
 		}
-		pd.fd = fd
-		pd.deadline = earliest(now.Add(p.cfg.Timeout), pd.overall)
-		l.push(pd)
+		up, n := a.up, a.n
+		l.closeAttempt(pd, i)
+		timedOut = true
+		p.ups[up].errs[reasonTimeout].Inc()
+		p.log.V(1).Info("Upstream attempt failed", "upstream", p.cfg.Upstreams[up].String(), "attempt", n, "error", errUpstreamTimeout.Error())
+	}
+	if timedOut && pd.open == 0 {
+		pd.next = now // nothing left to wait for
+	}
+	if !now.Before(pd.overall) {
+		l.fail(pd, causeDeadline)
 		return
 	}
-	binary.BigEndian.PutUint16(*pd.qb, pd.q.id)
-	l.errorReply(pd, rcodeServFail)
+	if !now.Before(pd.next) {
+		pd.next = now.Add(p.policy.hedgeDelay())
+		switch ok, why := p.policy.admit(pd.sent, pd.open, now); {
+		case ok:
+			l.send(pd, now)
+		case why == heldExhausted:
+			if pd.open == 0 {
+				l.fail(pd, causeAttemptLimit)
+				return
+			}
+			pd.next = pd.overall
+		case why == heldParallel:
+			// A slot frees up when the oldest attempt times out.
+			p.m.held[why].Inc()
+			for _, a := range pd.atts[:pd.open] {
+				pd.next = earliest(pd.next, a.deadline)
+			}
+		default:
+			p.m.held[why].Inc()
+		}
+	}
+	l.schedule(pd)
+}
+
+// send sends the query to the next upstream from a new socket. A failure
+// to send counts as a failed attempt.
+func (l *udpLoop) send(pd *pending, now time.Time) {
+	p := l.p
+	up := (pd.first + pd.sent) % len(l.ups)
+	pd.sent++
+	id := uint16(rand.Uint32())
+	binary.BigEndian.PutUint16(*pd.qb, id)
+	fd, e := dialUDP(&l.ups[up], pd.msg())
+	if e != 0 {
+		l.attemptFailed(up, pd.sent, e)
+		return
+	}
+	if pd.open > 0 {
+		p.m.hedged.Inc()
+	}
+	pd.atts[pd.open] = attempt{fd: fd, id: id, up: up, n: pd.sent, sent: now, deadline: earliest(now.Add(p.cfg.Timeout), pd.overall)}
+	pd.open++
 }
 
 // dialUDP opens a new UDP socket, connects it to up, so the kernel picks a
@@ -488,12 +561,14 @@ func dialUDP(up *rawUpstream, msg []byte) (int, syscall.Errno) {
 	return -1, e
 }
 
-// upstreamReadable reads the replies queued on a query's upstream socket.
-func (l *udpLoop) upstreamReadable(pd *pending) {
+// upstreamReadable reads the replies queued on one attempt's socket. The
+// first valid one answers the query and ends its other attempts.
+func (l *udpLoop) upstreamReadable(pd *pending, slot int) {
 	p := l.p
+	a := &pd.atts[slot]
 	buf := l.rbuf[:pd.q.udpSize+1]
 	for {
-		r, _, e := syscall.RawSyscall6(unix.SYS_RECVFROM, uintptr(pd.fd),
+		r, _, e := syscall.RawSyscall6(unix.SYS_RECVFROM, uintptr(a.fd),
 			uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0, 0)
 		if e == unix.EAGAIN {
 			return
@@ -502,21 +577,31 @@ func (l *udpLoop) upstreamReadable(pd *pending) {
 			continue
 		}
 		if e != 0 {
-			l.endAttempt(pd)
-			l.attemptFailed(pd, e)
-			l.nextAttempt(pd, time.Now())
+			up, n := a.up, a.n
+			l.closeAttempt(pd, slot)
+			l.attemptFailed(up, n, e)
+			l.advance(pd, l.now)
 			return
 		}
 		reply := buf[:r]
-		if !checkReply(pd.msg(), &pd.q, pd.id, reply) {
-			p.ups[pd.up].errs[reasonBadReply].Inc()
+		if !checkReply(pd.msg(), &pd.q, a.id, reply) {
+			p.ups[a.up].errs[reasonBadReply].Inc()
 			continue
 		}
-		l.endAttempt(pd)
-		p.answeredBy(pd.first, pd.up)
+		p.policy.answered(l.now.Sub(a.sent), true)
+		p.answeredBy(pd.first, a.up)
+		if a.n > 1 {
+			p.m.answeredLate.Inc()
+		}
+		up := a.up
+		l.closeAll(pd)
 		if int(r) == len(buf) || binary.BigEndian.Uint16(reply[2:])&flagTC != 0 {
-			l.retryOverTCP(pd, reply)
+			l.retryOverTCP(pd, reply, up)
 			return
+		}
+		p.m.attempts.Observe(float64(pd.sent))
+		if reply[3]&rcodeMask == rcodeServFail {
+			p.m.servfails[causeUpstream].Inc()
 		}
 		if p.cache != nil {
 			var kb [keyLen]byte
@@ -528,13 +613,13 @@ func (l *udpLoop) upstreamReadable(pd *pending) {
 	}
 }
 
-// retryOverTCP hands a truncated reply to a goroutine that asks the same
-// upstream over TCP (a blocking exchange has no place in the loop).
-func (l *udpLoop) retryOverTCP(pd *pending, reply []byte) {
+// retryOverTCP hands a truncated reply to a goroutine that asks over TCP
+// (a blocking exchange has no place in the loop).
+func (l *udpLoop) retryOverTCP(pd *pending, reply []byte, up int) {
 	p := l.p
 	rb := getBuf(pd.q.udpSize + 1)
 	n := copy(*rb, reply)
-	qb, qlen, q, id, up, overall := pd.qb, pd.qlen, pd.q, pd.id, pd.up, pd.overall
+	qb, qlen, q, overall, sent := pd.qb, pd.qlen, pd.q, pd.overall, pd.sent
 	client, clen, start := pd.client, pd.clen, pd.start
 	pd.qb, pd.inFlight = nil, false
 	l.active--
@@ -542,7 +627,11 @@ func (l *udpLoop) retryOverTCP(pd *pending, reply []byte) {
 	p.queries.Add(1)
 	go func() {
 		defer p.queries.Done()
-		reply, rb := p.retryOverTCP(&p.ups[up], (*qb)[:qlen], &q, id, rb, n, overall)
+		reply, rb, more := p.retryOverTCP(up, (*qb)[:qlen], &q, rb, n, overall)
+		p.m.attempts.Observe(float64(sent + more))
+		if reply[3]&rcodeMask == rcodeServFail {
+			p.m.servfails[causeUpstream].Inc()
+		}
 		binary.BigEndian.PutUint16(reply, q.id)
 		l.sendTo(reply, &client, clen)
 		p.release()
@@ -553,34 +642,64 @@ func (l *udpLoop) retryOverTCP(pd *pending, reply []byte) {
 }
 
 // attemptFailed counts a failed attempt.
-func (l *udpLoop) attemptFailed(pd *pending, e syscall.Errno) {
+func (l *udpLoop) attemptFailed(up, n int, e syscall.Errno) {
 	reason := reasonNetwork
 	if e == unix.ECONNREFUSED {
 		reason = reasonRefused
 	}
-	l.p.ups[pd.up].errs[reason].Inc()
-	l.p.log.V(1).Info("Upstream attempt failed", "upstream", l.p.cfg.Upstreams[pd.up].String(), "attempt", pd.attempts, "error", e.Error())
+	l.p.ups[up].errs[reason].Inc()
+	l.p.log.V(1).Info("Upstream attempt failed", "upstream", l.p.cfg.Upstreams[up].String(), "attempt", n, "error", e.Error())
 }
 
-// expire fails the attempts whose deadline has passed.
+// expire runs the timers that are due.
 func (l *udpLoop) expire(now time.Time) {
-	for len(l.timers) > 0 && !now.Before(l.timers[0].deadline) {
-		pd := l.timers[0]
-		l.endAttempt(pd)
-		l.p.ups[pd.up].errs[reasonTimeout].Inc()
-		l.p.log.V(1).Info("Upstream attempt failed", "upstream", l.p.cfg.Upstreams[pd.up].String(), "attempt", pd.attempts, "error", errUpstreamTimeout.Error())
-		l.nextAttempt(pd, now)
+	// advance moves a query's wake past now or ends it, so this ends.
+	for len(l.timers) > 0 && !now.Before(l.timers[0].wake) {
+		l.advance(l.timers[0], now)
 	}
 }
 
-// endAttempt closes the attempt's socket and stops its timer.
-func (l *udpLoop) endAttempt(pd *pending) {
-	if pd.fd < 0 {
+// fail ends the query with SERVFAIL.
+func (l *udpLoop) fail(pd *pending, cause int) {
+	l.closeAll(pd)
+	l.p.m.attempts.Observe(float64(pd.sent))
+	l.p.m.servfails[cause].Inc()
+	l.p.log.V(1).Info("Query failed", "cause", causeNames[cause], "attempts", pd.sent)
+	binary.BigEndian.PutUint16(*pd.qb, pd.q.id)
+	l.errorReply(pd, rcodeServFail)
+}
+
+// closeAttempt closes the socket of attempt slot; the last open attempt
+// takes its slot.
+func (l *udpLoop) closeAttempt(pd *pending, slot int) {
+	_, _, _ = syscall.RawSyscall(unix.SYS_CLOSE, uintptr(pd.atts[slot].fd), 0, 0)
+	last := pd.open - 1
+	pd.atts[slot] = pd.atts[last]
+	pd.atts[last].fd = -1
+	pd.open = last
+}
+
+// closeAll closes the query's attempts and stops its timers.
+func (l *udpLoop) closeAll(pd *pending) {
+	for pd.open > 0 {
+		l.closeAttempt(pd, pd.open-1)
+	}
+	l.remove(pd)
+}
+
+// schedule sets the query's wake time and places it in the timer heap.
+func (l *udpLoop) schedule(pd *pending) {
+	wake := earliest(pd.next, pd.overall)
+	for _, a := range pd.atts[:pd.open] {
+		wake = earliest(wake, a.deadline)
+	}
+	pd.wake = wake
+	if pd.heapIdx < 0 {
+		l.push(pd)
 		return
 	}
-	_, _, _ = syscall.RawSyscall(unix.SYS_CLOSE, uintptr(pd.fd), 0, 0)
-	pd.fd = -1
-	l.remove(pd)
+	l.down(pd.heapIdx)
+	l.up(pd.heapIdx)
 }
 
 // errorReply queues an error reply to the query, written over it.
@@ -661,15 +780,16 @@ func (l *udpLoop) alloc() *pending {
 		l.free = l.free[:n-1]
 		return pd
 	}
-	return &pending{fd: -1, heapIdx: -1}
+	return &pending{heapIdx: -1, atts: make([]attempt, l.p.cfg.MaxParallelAttempts)}
 }
 
+// release resets pd, whose attempts are closed, for reuse.
 func (l *udpLoop) release(pd *pending) {
-	*pd = pending{fd: -1, heapIdx: -1}
+	*pd = pending{heapIdx: -1, atts: pd.atts}
 	l.free = append(l.free, pd)
 }
 
-// The timer heap orders queries in flight by attempt deadline.
+// The timer heap orders queries being forwarded by wake time.
 
 func (l *udpLoop) push(pd *pending) {
 	pd.heapIdx = len(l.timers)
@@ -695,7 +815,7 @@ func (l *udpLoop) remove(pd *pending) {
 	}
 }
 
-func (l *udpLoop) less(i, j int) bool { return l.timers[i].deadline.Before(l.timers[j].deadline) }
+func (l *udpLoop) less(i, j int) bool { return l.timers[i].wake.Before(l.timers[j].wake) }
 
 func (l *udpLoop) swap(i, j int) {
 	l.timers[i], l.timers[j] = l.timers[j], l.timers[i]

@@ -32,6 +32,10 @@ type dnsProxyOptions struct {
 	resolvConf  string
 	timeout     time.Duration
 	deadline    time.Duration
+	hedgeMin    time.Duration
+	hedgeMax    time.Duration
+	parallel    int
+	hedgeBudget float64
 	maxInFlight int
 	cacheSize   int
 	listeners   int
@@ -53,6 +57,14 @@ client that sends all its queries from one socket (nginx's resolver) is no
 longer pinned to a DNS server pod that disappeared. Point nginx at it with
 
     resolver 127.0.0.1:8053 valid=10s ipv6=off;
+
+While a query has no answer, another attempt leaves from another new socket
+every hedge delay (the upstream's 99th percentile latency, between
+--hedge-delay-min and --hedge-delay-max), the earlier ones still waiting:
+with one silent backend in two behind a Service, a lookup fails only if
+every attempt reaches it. Extra attempts are paid from a budget that
+answers refill (--hedge-budget per answer, plus 10 per second), so a DNS
+that answers nothing gets one attempt per query and few more.
 
 Truncated UDP answers are retried over TCP; EDNS0 is passed through; the
 number of queries in flight is bounded (over the bound: SERVFAIL at once).
@@ -83,9 +95,17 @@ finish.`,
 	fs.StringVar(&opts.resolvConf, "resolv-conf", dnsproxy.DefaultResolvConf,
 		`resolv.conf file read when --upstream is "resolv.conf".`)
 	fs.DurationVar(&opts.timeout, "timeout", dnsproxy.DefaultTimeout,
-		"Timeout of one upstream attempt; the next attempt goes to the next upstream from a new socket.")
+		"How long one upstream attempt waits for its answer. Later attempts do not wait for it to time out (see --hedge-delay-min).")
 	fs.DurationVar(&opts.deadline, "deadline", dnsproxy.DefaultDeadline,
 		"Time allowed for all attempts of one query; then the client gets SERVFAIL.")
+	fs.DurationVar(&opts.hedgeMin, "hedge-delay-min", dnsproxy.DefaultHedgeDelayMin,
+		"Least time a query waits for an answer before it sends another attempt, to the next upstream from a new socket, keeping the earlier ones open. The delay is the upstream's 99th percentile latency, within these bounds.")
+	fs.DurationVar(&opts.hedgeMax, "hedge-delay-max", dnsproxy.DefaultHedgeDelayMax,
+		"Most time a query waits for an answer before it sends another attempt; also the delay until the first answer gives a latency to go by.")
+	fs.IntVar(&opts.parallel, "max-parallel-attempts", dnsproxy.DefaultMaxParallelAttempts,
+		"Most attempts of one query waiting for an answer at once; a query makes at most this many times ⌈deadline/timeout⌉ attempts. 1 turns hedging off.")
+	fs.Float64Var(&opts.hedgeBudget, "hedge-budget", dnsproxy.DefaultHedgeBudget,
+		"Extra attempts (every attempt after a query's first) earned by each answered query, on top of 10 per second and with at most 100 saved: what bounds the load on a DNS that stops answering.")
 	fs.IntVar(&opts.maxInFlight, "max-in-flight", dnsproxy.DefaultMaxInFlight,
 		"Most queries forwarded at once; further queries are answered SERVFAIL at once.")
 	fs.IntVar(&opts.cacheSize, "cache-size", 0,
@@ -120,15 +140,28 @@ func (o *dnsProxyOptions) config() (dnsproxy.Config, error) {
 	if o.timeout <= 0 || o.deadline <= 0 {
 		return dnsproxy.Config{}, fmt.Errorf("--timeout and --deadline must be positive")
 	}
+	if o.hedgeMin <= 0 || o.hedgeMax <= 0 {
+		return dnsproxy.Config{}, fmt.Errorf("--hedge-delay-min and --hedge-delay-max must be positive")
+	}
+	if o.parallel <= 0 {
+		return dnsproxy.Config{}, fmt.Errorf("--max-parallel-attempts must be positive, got %d", o.parallel)
+	}
+	if o.hedgeBudget <= 0 {
+		return dnsproxy.Config{}, fmt.Errorf("--hedge-budget must be positive, got %g", o.hedgeBudget)
+	}
 	return dnsproxy.Config{
-		Listen:      o.listen,
-		Upstreams:   ups,
-		Timeout:     o.timeout,
-		Deadline:    o.deadline,
-		MaxInFlight: o.maxInFlight,
-		CacheSize:   o.cacheSize,
-		Listeners:   o.listeners,
-		MetricsAddr: metricsAddr,
+		Listen:              o.listen,
+		Upstreams:           ups,
+		Timeout:             o.timeout,
+		Deadline:            o.deadline,
+		HedgeDelayMin:       o.hedgeMin,
+		HedgeDelayMax:       o.hedgeMax,
+		MaxParallelAttempts: o.parallel,
+		HedgeBudget:         o.hedgeBudget,
+		MaxInFlight:         o.maxInFlight,
+		CacheSize:           o.cacheSize,
+		Listeners:           o.listeners,
+		MetricsAddr:         metricsAddr,
 	}, nil
 }
 

@@ -57,6 +57,9 @@ func TestGolden(t *testing.T) {
 		"nginx-resolv":             {cfg: func(c *config.Config) { c.DNSProxy.Mode = config.DNSProxyModeResolv }},
 		"loki-gateway-resolv":      {cfg: func(c *config.Config) { c.DNSProxy.Mode = config.DNSProxyModeResolv }},
 		"nginx-plain-container":    {cfg: func(c *config.Config) { c.DNSProxy.NativeSidecar = false }},
+		"nginx-tuned-attempts": {cfg: func(c *config.Config) {
+			c.DNSProxy.Attempts.HedgeDelayMin, c.DNSProxy.Attempts.MaxParallel = "25ms", 8
+		}},
 		"ingress-nginx-controller": {},
 		"dns-proxy-false":          {},
 		"istio-dns-capture":        {},

@@ -294,6 +294,8 @@ func (m *mutator) dnsProxyContainer(mode config.DNSProxyMode) corev1.Container {
 	// Metrics and health listen on the pod IP too: the kubelet's probes
 	// connect there, never to the pod's loopback.
 	args = append(args, "--metrics-bind-address", ":"+strconv.Itoa(int(dp.MetricsPort)))
+	// The attempt policy: only what differs from the forwarder's defaults.
+	args = append(args, dp.Attempts.Flags()...)
 
 	probe := func(path string, period, failures int32) *corev1.Probe {
 		return &corev1.Probe{
