@@ -42,7 +42,7 @@ func TestStaleConntrackOutage(t *testing.T) {
 	requireNamespaces(t)
 	tools := requireTools(t, "nginx", "dnsmasq", "iptables", "curl")
 	dir := t.TempDir()
-	netguard := buildNetguard(t, dir)
+	netguard := buildNetguard(t)
 
 	prefix := uniqueName()
 	client := newNetns(t, prefix+"cli")
@@ -214,19 +214,33 @@ func requireTools(t *testing.T, names ...string) map[string]string {
 	return paths
 }
 
-// buildNetguard builds the netguard binary into dir.
-func buildNetguard(t *testing.T, dir string) string {
+// netguardBuild is the netguard binary built once for the package's tests.
+var netguardBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// buildNetguard returns the netguard binary, building it on first use into
+// a directory that TestMain removes.
+func buildNetguard(t *testing.T) string {
 	t.Helper()
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	b := &netguardBuild
+	b.once.Do(func() {
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		b.path = filepath.Join(buildDir, "netguard")
+		cmd := exec.Command(goTool, "build", "-o", b.path, "github.com/netguard-io/netguard/cmd/netguard")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("building netguard: %w\n%s", err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	bin := filepath.Join(dir, "netguard")
-	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/netguard-io/netguard/cmd/netguard")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building netguard: %v\n%s", err, out)
-	}
-	return bin
+	return b.path
 }
 
 // nginx is an nginx started by startNginx.
