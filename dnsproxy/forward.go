@@ -102,21 +102,73 @@ type exchangeResult struct {
 // exchange sends the query msg to the upstreams over proto under the
 // attempt policy (see policy.go), starting with upstream first, each
 // attempt from a new socket with a new random message ID, and returns the
-// first valid reply. Each attempt waits in a goroutine of its own; all of
-// them have ended when exchange returns.
+// first valid reply. A UDP query's first attempt waits in the calling
+// goroutine until the hedge delay; most are answered by then. After that,
+// and for TCP, each attempt waits in a goroutine of its own. All of them
+// have ended when exchange returns.
 func (p *Proxy) exchange(msg []byte, q *query, proto, first int, overall time.Time) exchangeResult {
-	ex := goExchange{p: p, msg: msg, q: q, proto: proto, first: first, overall: overall,
+	if proto != protoUDP {
+		return p.newExchange(msg, q, proto, first, overall).run(time.Now())
+	}
+	now := time.Now()
+	a := goAttempt{n: 1, up: first % len(p.ups), id: uint16(rand.Uint32()), sent: now}
+	up := &p.ups[a.up]
+	deadline := earliest(now.Add(p.cfg.Timeout), overall)
+	binary.BigEndian.PutUint16(msg, a.id)
+	conn, err := dialUDPConn(up.addr, msg)
+	if err == nil {
+		a.buf = getBuf(q.udpSize + 1)
+		// One byte more than the client takes, so a reply that overflows it
+		// is seen as truncated instead of silently cut by the kernel.
+		var n, ignored int
+		n, ignored, err = readUDPReply(conn, msg, q, a.id, (*a.buf)[:q.udpSize+1], earliest(now.Add(p.policy.hedgeDelay()), deadline))
+		up.errs[reasonBadReply].Add(float64(ignored))
+		if err == nil || err == errTruncated {
+			conn.Close()
+			p.policy.answered(time.Since(now), true)
+			p.answeredBy(first, a.up)
+			return exchangeResult{buf: a.buf, n: n, truncated: err == errTruncated, up: a.up, attempts: 1, id: a.id}
+		}
+		if err == errUpstreamTimeout && time.Now().Before(deadline) {
+			// The hedge delay passed: the attempt goes on waiting in a
+			// goroutine while the next ones are sent.
+			ex := p.newExchange(msg, q, proto, first, overall)
+			ex.slots[0], ex.sent, ex.open = a, 1, 1
+			go ex.awaitUDP(0, conn, a.id, (*a.buf)[:q.udpSize+1], deadline)
+			return ex.run(now.Add(p.policy.hedgeDelay()))
+		}
+		conn.Close()
+		putBuf(a.buf)
+	}
+	up.errs[reasonOf(err)].Inc()
+	p.log.V(1).Info("Upstream attempt failed", "upstream", up.addr.String(), "attempt", 1, "error", err.Error())
+	ex := p.newExchange(msg, q, proto, first, overall)
+	ex.sent = 1
+	next := now.Add(p.policy.hedgeDelay())
+	if err == errUpstreamTimeout {
+		next = time.Now() // nothing left to wait for
+	}
+	return ex.run(next)
+}
+
+func (p *Proxy) newExchange(msg []byte, q *query, proto, first int, overall time.Time) *goExchange {
+	ex := &goExchange{p: p, msg: msg, q: q, proto: proto, first: first, overall: overall,
 		results: make(chan attemptResult, p.cfg.MaxParallelAttempts),
 		slots:   make([]goAttempt, p.cfg.MaxParallelAttempts)}
 	ex.ctx, ex.cancel = context.WithCancel(context.Background())
-	defer ex.finish()
+	return ex
+}
 
+// run sends the query's next attempts, the first of them at next, until
+// one is answered, the deadline passes, or no attempt is left.
+func (ex *goExchange) run(next time.Time) exchangeResult {
+	p := ex.p
+	defer ex.finish()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	next := time.Now()
 	for {
 		now := time.Now()
-		if !now.Before(overall) {
+		if !now.Before(ex.overall) {
 			// The attempts still open time out now; finish ends them.
 			for _, a := range ex.slots {
 				if a.buf != nil {
@@ -134,12 +186,12 @@ func (p *Proxy) exchange(msg []byte, q *query, proto, first int, overall time.Ti
 				if ex.open == 0 {
 					return exchangeResult{cause: causeAttemptLimit, attempts: ex.sent}
 				}
-				next = overall
+				next = ex.overall
 			default:
 				p.m.held[why].Inc()
 			}
 		}
-		timer.Reset(earliest(next, overall).Sub(now))
+		timer.Reset(earliest(next, ex.overall).Sub(now))
 		select {
 		case r := <-ex.results:
 			ex.open--
@@ -147,8 +199,8 @@ func (p *Proxy) exchange(msg []byte, q *query, proto, first int, overall time.Ti
 			up := &p.ups[a.up]
 			up.errs[reasonBadReply].Add(float64(r.ignored))
 			if r.err == nil || r.err == errTruncated {
-				p.policy.answered(time.Since(a.sent), proto == protoUDP)
-				p.answeredBy(first, a.up)
+				p.policy.answered(time.Since(a.sent), ex.proto == protoUDP)
+				p.answeredBy(ex.first, a.up)
 				if a.n > 1 {
 					p.m.answeredLate.Inc()
 				}
@@ -228,8 +280,6 @@ func (ex *goExchange) start(now time.Time) {
 			return
 		}
 		a.buf = getBuf(ex.q.udpSize + 1)
-		// One byte more than the client takes, so a reply that overflows it
-		// is seen as truncated instead of silently cut by the kernel.
 		go ex.awaitUDP(slot, conn, a.id, (*a.buf)[:ex.q.udpSize+1], deadline)
 	}
 	if ex.open > 0 {
