@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,14 +41,21 @@ func startUpstream(t testing.TB, ip string, handler dns.HandlerFunc) *testUpstre
 		handler = answerAddress
 	}
 	u := &testUpstream{}
-	pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatalf("upstream: %v", err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatalf("upstream tcp on port %d: %v", port, err)
+	// UDP picks the port; TCP may find it taken, then both try again.
+	var pc net.PacketConn
+	var ln net.Listener
+	for try := 1; ; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", net.JoinHostPort(ip, "0")); err != nil {
+			t.Fatalf("upstream: %v", err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+		if try == 10 || !errors.Is(err, syscall.EADDRINUSE) {
+			t.Fatalf("upstream tcp on %s: %v", pc.LocalAddr(), err)
+		}
 	}
 	u.addr = pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	record := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {

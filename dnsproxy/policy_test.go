@@ -166,15 +166,16 @@ func TestHedgedAttempts(t *testing.T) {
 			if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
 				t.Fatalf("rcode %s answers %d, want the answer to the fourth attempt", dns.RcodeToString[r.Rcode], len(r.Answer))
 			}
+			// Four attempts, or more if the fourth's answer is read late.
 			ports, _, _, _ := up.seen()
-			if len(ports) != 4 || distinct(ports) != 4 {
-				t.Errorf("upstream saw source ports %v, want 4 attempts from 4 sockets", ports)
+			if len(ports) < 4 || distinct(ports) != len(ports) {
+				t.Errorf("upstream saw source ports %v, want at least 4 attempts, each from its own socket", ports)
 			}
-			p.wantCounter(t, 3, "netguard_dnsproxy_hedged_attempts_total")
+			p.wantCounter(t, float64(len(ports)-1), "netguard_dnsproxy_hedged_attempts_total")
 			p.wantCounter(t, 1, "netguard_dnsproxy_answered_after_first_attempt_total")
 			p.wantCounter(t, 0, "netguard_dnsproxy_upstream_errors_total", "reason", "timeout")
-			if sum, count := p.histogram(t, "netguard_dnsproxy_upstream_attempts_per_query"); sum != 4 || count != 1 {
-				t.Errorf("attempts per query: sum %v count %v, want one query with 4", sum, count)
+			if sum, count := p.histogram(t, "netguard_dnsproxy_upstream_attempts_per_query"); int(sum) != len(ports) || count != 1 {
+				t.Errorf("attempts per query: sum %v count %v, want one query with %d", sum, count, len(ports))
 			}
 		})
 	}
@@ -188,7 +189,7 @@ func TestEarlierAttemptStaysOpen(t *testing.T) {
 			var seen atomic.Int32
 			up := startUpstream(t, "127.0.0.2", func(w dns.ResponseWriter, r *dns.Msg) {
 				if seen.Add(1) == 1 {
-					time.Sleep(150 * time.Millisecond)
+					time.Sleep(300 * time.Millisecond)
 					answerAddress(w, r)
 				} // later attempts: silent
 			})

@@ -3,7 +3,10 @@
 // UDP socket, so each upstream attempt has a fresh source port and
 // conntrack makes a fresh NAT decision for it. A client such as nginx,
 // which sends all its queries from one socket, otherwise stays pinned to a
-// DNS server pod that disappeared without an ICMP error.
+// DNS server pod that disappeared without an ICMP error. While a query has
+// no answer, further attempts leave from further new sockets (hedging, see
+// policy.go), so a silent backend behind a Service VIP costs a lookup a
+// hedge delay, not a failure.
 //
 // The hot path reads only the header, the question and the OPT record,
 // and relays the upstream's bytes once their header and question match

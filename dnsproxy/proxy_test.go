@@ -80,12 +80,15 @@ func TestEveryUpstreamQueryUsesANewSourcePort(t *testing.T) {
 						t.Fatalf("query %d: %v", i, err)
 					}
 				}
+				// One attempt per query, plus a hedge for any answer that
+				// came later than the hedge delay (a loaded machine).
 				ports, ids, _, nets := up.seen()
-				if len(ports) != n {
-					t.Fatalf("upstream saw %d queries, want %d", len(ports), n)
+				hedged := p.counter(t, "netguard_dnsproxy_hedged_attempts_total")
+				if len(ports) < n || float64(len(ports)) > n+hedged {
+					t.Fatalf("upstream saw %d queries, want %d plus at most the %v hedged attempts", len(ports), n, hedged)
 				}
-				if got := distinct(ports); got < n-2 {
-					t.Fatalf("upstream saw %d distinct source ports over %d queries, want at least %d: %v", got, n, n-2, ports)
+				if got := distinct(ports); got < len(ports)-2 {
+					t.Fatalf("upstream saw %d distinct source ports over %d queries, want at least %d: %v", got, len(ports), len(ports)-2, ports)
 				}
 				for _, net := range nets {
 					if net != network {
@@ -134,7 +137,11 @@ func TestFailover(t *testing.T) {
 				if got := len(dead.seen()); got < 1 || float64(got) > 1+hedged {
 					t.Errorf("silent upstream got %d queries, want 1 plus at most the %v hedged attempts", got, hedged)
 				}
-				p.wantCounter(t, float64(len(dead.seen())), "netguard_dnsproxy_upstream_errors_total", "upstream", dead.addr.String(), "reason", "timeout")
+				// The first query's attempt timed out; hedges to the silent
+				// one end with the answer, or time out later.
+				if got := p.counter(t, "netguard_dnsproxy_upstream_errors_total", "upstream", dead.addr.String(), "reason", "timeout"); got < 1 || got > float64(len(dead.seen())) {
+					t.Errorf("%v timeouts of the silent upstream, want 1 to %d", got, len(dead.seen()))
+				}
 			})
 			t.Run("first upstream refuses", func(t *testing.T) {
 				closed := closedPort(t, "127.0.0.2")
@@ -247,7 +254,9 @@ func TestTruncatedReplyIsRetriedOverTCP(t *testing.T) {
 			for name, tc := range tests {
 				t.Run(name, func(t *testing.T) {
 					up := startUpstream(t, "127.0.0.2", truncatingUpstream(tc.records))
-					p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}}, portable)
+					// One attempt at a time, so the upstream sees exactly one
+					// UDP query and its TCP retry.
+					p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, MaxParallelAttempts: 1}, portable)
 					q := question("big.upstream.test", dns.TypeA)
 					if tc.edns > 0 {
 						q.SetEdns0(tc.edns, false)
@@ -319,7 +328,8 @@ func TestInFlightBound(t *testing.T) {
 				<-release
 				answerAddress(w, r)
 			})
-			p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, MaxInFlight: 2, Timeout: 10 * time.Second, Deadline: 10 * time.Second}, portable)
+			// One attempt at a time: held queries are not hedged.
+			p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, MaxInFlight: 2, Timeout: 10 * time.Second, Deadline: 10 * time.Second, MaxParallelAttempts: 1}, portable)
 			var wg sync.WaitGroup
 			results := make(chan *dns.Msg, 2)
 			for range 2 {
@@ -456,7 +466,8 @@ func TestReplyThatDoesNotMatchIsIgnored(t *testing.T) {
 				_ = w.WriteMsg(wrongID)
 				answerAddress(w, r)
 			})
-			p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}}, portable)
+			// One attempt at a time, so the count of bad replies is exact.
+			p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, MaxParallelAttempts: 1}, portable)
 			r := exchange(t, "udp", p.addr, question("match.upstream.test", dns.TypeA))
 			if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
 				t.Fatalf("rcode %s answers %v, want the matching reply", dns.RcodeToString[r.Rcode], r.Answer)
@@ -503,7 +514,8 @@ func TestCache(t *testing.T) {
 			for name, tc := range tests {
 				t.Run(name, func(t *testing.T) {
 					up := startUpstream(t, "127.0.0.2", tc.handler)
-					p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, CacheSize: tc.cacheSize}, portable)
+					// One attempt at a time, so the upstream's count is exact.
+					p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, CacheSize: tc.cacheSize, MaxParallelAttempts: 1}, portable)
 					var first *dns.Msg
 					for i := range 3 {
 						q := question("cached.upstream.test", dns.TypeA)
@@ -542,7 +554,7 @@ func TestShutdownLetsInFlightQueriesFinish(t *testing.T) {
 				time.Sleep(200 * time.Millisecond)
 				answerAddress(w, r)
 			})
-			p, err := New(Config{Listen: "127.0.0.1:0", Upstreams: []netip.AddrPort{up.addr}, Listeners: 2}, testLogger(t), nil)
+			p, err := New(Config{Listen: "127.0.0.1:0", Upstreams: []netip.AddrPort{up.addr}, Listeners: 2, MaxParallelAttempts: 1}, testLogger(t), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
