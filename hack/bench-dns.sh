@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Benchmark netguard dns-proxy against dnsmasq as UDP DNS forwarders.
+# Benchmark netguard dns-proxy against dnsmasq and CoreDNS as UDP DNS
+# forwarders.
 #
-# Both forward, cache off, to the same loopback upstream
+# All three forward, cache off, to the same loopback upstream
 # (test/bench/dnsupstream, an answer-from-the-wire server that is not the
 # bottleneck), and are driven by dnsperf in the same run, alternating, for
-# ROUNDS rounds. Prints qps and p99 latency per run, the medians, and the
-# ratios netguard/dnsmasq. Only loopback addresses are used.
+# ROUNDS rounds. Prints qps, p50 and p99 latency per run, the medians, the
+# ratios netguard/dnsmasq and netguard/CoreDNS, and each forwarder's peak
+# memory under load (VmRSS and RssAnon from /proc/PID/status, sampled while
+# dnsperf runs). Only loopback addresses are used.
+#
+# CoreDNS (module github.com/coredns/coredns, COREDNS_VERSION) is built once
+# per machine by hack/coredns.sh; COREDNS=0 leaves it out. Latency comes
+# from dnsperf -v (a line per query, which costs dnsperf CPU the forwarders
+# would otherwise get); LATENCY=0 measures qps without it.
 #
 # Usage: hack/bench-dns.sh            (DURATION=10 CLIENTS=4 ROUNDS=3)
 # Needs: go, dnsperf, dnsmasq, dig.
@@ -14,15 +22,22 @@ set -euo pipefail
 DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-4}
 ROUNDS=${ROUNDS:-3}
+COREDNS=${COREDNS:-1}
+LATENCY=${LATENCY:-1}
 UPSTREAM_PORT=${UPSTREAM_PORT:-15300}
 NETGUARD_PORT=${NETGUARD_PORT:-15301}
 DNSMASQ_PORT=${DNSMASQ_PORT:-15302}
+COREDNS_PORT=${COREDNS_PORT:-15303}
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 dnsmasq_bin=$(command -v dnsmasq || echo /usr/sbin/dnsmasq)
 for tool in go dnsperf dig "$dnsmasq_bin"; do
 	command -v "$tool" >/dev/null || { echo "bench-dns: $tool is required" >&2; exit 1; }
 done
+coredns_bin=
+if [ "$COREDNS" = 1 ]; then
+	coredns_bin=$("$root/hack/coredns.sh")
+fi
 
 work=$(mktemp -d)
 pids=()
@@ -38,57 +53,115 @@ echo "building netguard and the upstream..." >&2
 
 for i in $(seq 1 100); do echo "host$i.upstream.test A"; done >"$work/queries"
 
+declare -A port pid
 "$work/dnsupstream" -listen "127.0.0.1:$UPSTREAM_PORT" &
 pids+=($!)
 "$work/netguard" dns-proxy --listen "127.0.0.1:$NETGUARD_PORT" --upstream "127.0.0.1:$UPSTREAM_PORT" \
 	--cache-size 0 --metrics-bind-address 0 2>"$work/netguard.log" &
-pids+=($!)
+pids+=($!) pid[netguard]=$! port[netguard]=$NETGUARD_PORT
 "$dnsmasq_bin" --keep-in-foreground --no-resolv --no-hosts --user=root --pid-file= \
 	--listen-address=127.0.0.1 --bind-interfaces --port="$DNSMASQ_PORT" \
 	--server="127.0.0.1#$UPSTREAM_PORT" --cache-size=0 2>"$work/dnsmasq.log" &
-pids+=($!)
+pids+=($!) pid[dnsmasq]=$! port[dnsmasq]=$DNSMASQ_PORT
+targets="netguard dnsmasq"
+if [ -n "$coredns_bin" ]; then
+	# forward only: no cache plugin, as the others run without a cache.
+	cat >"$work/Corefile" <<-EOF
+	.:$COREDNS_PORT {
+	    bind 127.0.0.1
+	    forward . 127.0.0.1:$UPSTREAM_PORT
+	}
+	EOF
+	"$coredns_bin" -conf "$work/Corefile" -quiet >"$work/coredns.log" 2>&1 &
+	pids+=($!) pid[coredns]=$! port[coredns]=$COREDNS_PORT
+	targets="$targets coredns"
+fi
 
-for port in "$UPSTREAM_PORT" "$NETGUARD_PORT" "$DNSMASQ_PORT"; do
+for p in "$UPSTREAM_PORT" "${port[@]}"; do
 	ok=
 	for _ in $(seq 1 50); do
-		if [ "$(dig +short +time=1 +tries=1 -p "$port" @127.0.0.1 host1.upstream.test A 2>/dev/null)" = "198.51.100.1" ]; then ok=1; break; fi
+		if [ "$(dig +short +time=1 +tries=1 -p "$p" @127.0.0.1 host1.upstream.test A 2>/dev/null)" = "198.51.100.1" ]; then ok=1; break; fi
 		sleep 0.1
 	done
-	[ -n "$ok" ] || { echo "bench-dns: nothing answers on 127.0.0.1:$port" >&2; cat "$work"/*.log >&2; exit 1; }
+	[ -n "$ok" ] || { echo "bench-dns: nothing answers on 127.0.0.1:$p" >&2; cat "$work"/*.log >&2; exit 1; }
 done
 
-# run NAME PORT: one dnsperf run; prints "qps p99_ms lost".
-run() {
-	local out="$work/$1.out"
-	dnsperf -s 127.0.0.1 -p "$2" -d "$work/queries" -c "$CLIENTS" -l "$DURATION" -v >"$out" 2>&1 || true
-	local qps lost p99
-	qps=$(awk '/Queries per second:/ {print $4}' "$out")
-	lost=$(awk '/Queries lost:/ {print $3}' "$out")
-	p99=$(awk '/^> / {print $NF}' "$out" | sort -g | awk '{v[NR]=$1} END {if (NR == 0) {print "nan"; exit} i=int(NR*0.99); if (i < 1) i=1; printf "%.3f", v[i]*1000}')
-	echo "${qps:-0} $p99 ${lost:-?}"
+# memory PID OUT: samples VmRSS and RssAnon (kB) of PID until killed and
+# writes the peaks to OUT.
+memory() {
+	local rss=0 anon=0 r a
+	trap 'echo "$rss $anon" >"$2"; exit 0' TERM
+	while :; do
+		r=$(awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0)
+		a=$(awk '/^RssAnon:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0)
+		[ "${r:-0}" -gt "$rss" ] && rss=$r
+		[ "${a:-0}" -gt "$anon" ] && anon=$a
+		sleep 0.2
+	done
 }
 
-printf '%-10s %-6s %12s %10s %8s\n' target round qps p99_ms lost
-read -r up_qps up_p99 up_lost < <(run upstream "$UPSTREAM_PORT")
-printf '%-10s %-6s %12.0f %10s %8s\n' upstream - "$up_qps" "$up_p99" "$up_lost"
-ng_qps=() ng_p99=() dm_qps=() dm_p99=()
+# percentile P FILE: the P-th percentile, in ms, of dnsperf -v latencies.
+percentile() {
+	awk '/^> / {print $NF}' "$2" | sort -g | awk -v p="$1" '{v[NR]=$1} END {if (NR == 0) {print "nan"; exit} i=int(NR*p/100); if (i < 1) i=1; printf "%.3f", v[i]*1000}'
+}
+
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# run NAME PORT [PID]: one dnsperf run; prints "qps p50_ms p99_ms lost rss_kB anon_kB".
+run() {
+	local out="$work/$1.out" mem="$work/$1.mem" sampler=
+	if [ -n "${3:-}" ]; then
+		memory "$3" "$mem" &
+		sampler=$!
+	fi
+	local verbose=
+	[ "$LATENCY" = 1 ] && verbose=-v
+	dnsperf -s 127.0.0.1 -p "$2" -d "$work/queries" -c "$CLIENTS" -l "$DURATION" $verbose >"$out" 2>&1 || true
+	local rss=- anon=-
+	if [ -n "$sampler" ]; then
+		kill -TERM "$sampler" && wait "$sampler" || true
+		read -r rss anon <"$mem"
+	fi
+	local qps lost
+	qps=$(awk '/Queries per second:/ {print $4}' "$out")
+	lost=$(awk '/Queries lost:/ {print $3}' "$out")
+	echo "${qps:-0} $(percentile 50 "$out") $(percentile 99 "$out") ${lost:-?} $rss $anon"
+}
+
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-10s %-6s %10s %9s %9s %8s %10s %10s\n' target round qps p50_ms p99_ms lost rss_MB anon_MB
+read -r up_qps up_p50 up_p99 up_lost _ _ < <(run upstream "$UPSTREAM_PORT")
+printf '%-10s %-6s %10.0f %9s %9s %8s %10s %10s\n' upstream - "$up_qps" "$up_p50" "$up_p99" "$up_lost" - -
+declare -A qpss p50s p99s rss anon
+for t in $targets; do rss[$t]=0 anon[$t]=0; done
 for round in $(seq 1 "$ROUNDS"); do
-	# Alternate which goes first, so neither always gets the warmer machine.
-	if [ $((round % 2)) -eq 1 ]; then order="netguard dnsmasq"; else order="dnsmasq netguard"; fi
-	for target in $order; do
-		if [ "$target" = netguard ]; then port=$NETGUARD_PORT; else port=$DNSMASQ_PORT; fi
-		read -r qps p99 lost < <(run "$target" "$port")
-		printf '%-10s %-6s %12.0f %10s %8s\n' "$target" "$round" "$qps" "$p99" "$lost"
-		if [ "$target" = netguard ]; then ng_qps+=("$qps") ng_p99+=("$p99"); else dm_qps+=("$qps") dm_p99+=("$p99"); fi
+	# Rotate which goes first, so none always gets the warmer machine.
+	order=$(echo $targets | tr ' ' '\n' | awk -v r="$round" '{v[NR]=$0} END {for (i = 0; i < NR; i++) print v[(i + r - 1) % NR + 1]}')
+	for t in $order; do
+		read -r qps p50 p99 lost r a < <(run "$t" "${port[$t]}" "${pid[$t]}")
+		printf '%-10s %-6s %10.0f %9s %9s %8s %10s %10s\n' "$t" "$round" "$qps" "$p50" "$p99" "$lost" "$(mb "$r")" "$(mb "$a")"
+		qpss[$t]+="$qps " p50s[$t]+="$p50 " p99s[$t]+="$p99 "
+		[ "$r" -gt "${rss[$t]}" ] && rss[$t]=$r
+		[ "$a" -gt "${anon[$t]}" ] && anon[$t]=$a
 	done
 done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
-mq=$(median "${ng_qps[@]}") mp=$(median "${ng_p99[@]}") dq=$(median "${dm_qps[@]}") dp=$(median "${dm_p99[@]}")
+declare -A mq m50 m99
 echo
-printf 'median     netguard %8.0f qps  p99 %7.3f ms\n' "$mq" "$mp"
-printf 'median     dnsmasq  %8.0f qps  p99 %7.3f ms\n' "$dq" "$dp"
-awk -v mq="$mq" -v dq="$dq" -v mp="$mp" -v dp="$dp" 'BEGIN {
-	printf "ratio      qps netguard/dnsmasq %.2f (goal >= 1.00)   p99 netguard/dnsmasq %.2f (goal <= 1.20)\n", mq/dq, mp/dp
-}'
-echo "command: dnsperf -s 127.0.0.1 -p PORT -d QUERIES -c $CLIENTS -l $DURATION -v; $ROUNDS rounds, cache off on both, upstream test/bench/dnsupstream on 127.0.0.1:$UPSTREAM_PORT"
+printf '%-10s %10s %9s %9s %12s %12s\n' median qps p50_ms p99_ms peak_rss_MB peak_anon_MB
+for t in $targets; do
+	# shellcheck disable=SC2086
+	mq[$t]=$(median ${qpss[$t]}) m50[$t]=$(median ${p50s[$t]}) m99[$t]=$(median ${p99s[$t]})
+	printf '%-10s %10.0f %9.3f %9.3f %12s %12s\n' "$t" "${mq[$t]}" "${m50[$t]}" "${m99[$t]}" "$(mb "${rss[$t]}")" "$(mb "${anon[$t]}")"
+done
+echo
+for t in $targets; do
+	[ "$t" = netguard ] && continue
+	awk -v t="$t" -v nq="${mq[netguard]}" -v tq="${mq[$t]}" -v n50="${m50[netguard]}" -v t50="${m50[$t]}" \
+		-v n99="${m99[netguard]}" -v t99="${m99[$t]}" 'BEGIN {
+		printf "ratio netguard/%-8s qps %.2f   p50 %.2f   p99 %.2f\n", t, nq/tq, n50/t50, n99/t99
+	}'
+done
+echo "command: dnsperf -s 127.0.0.1 -p PORT -d QUERIES -c $CLIENTS -l $DURATION$([ "$LATENCY" = 1 ] && echo " -v"); $ROUNDS rounds, cache off on all, upstream test/bench/dnsupstream on 127.0.0.1:$UPSTREAM_PORT"

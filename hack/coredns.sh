@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prints the path of a CoreDNS binary, building it first when there is
+# Prints the path of a CoreDNS binary (for the node, test/node, and the
+# forwarder benchmark, hack/bench-dns.sh), building it first when there is
 # none: `go install github.com/coredns/coredns@VERSION` (static) into the
 # user's cache directory, keyed by version, so the build (about two
 # minutes) happens once per machine. Progress goes to stderr; stdout is
