@@ -114,6 +114,7 @@ func (p *Proxy) exchange(msg []byte, q *query, proto, first int, overall time.Ti
 	a := goAttempt{n: 1, up: first % len(p.ups), id: uint16(rand.Uint32()), sent: now}
 	up := &p.ups[a.up]
 	deadline := earliest(now.Add(p.cfg.Timeout), overall)
+	a.deadline = deadline
 	binary.BigEndian.PutUint16(msg, a.id)
 	conn, err := dialUDPConn(up.addr, msg)
 	if err == nil {
@@ -187,8 +188,20 @@ func (ex *goExchange) run(next time.Time) exchangeResult {
 					return exchangeResult{cause: causeAttemptLimit, attempts: ex.sent}
 				}
 				next = ex.overall
-			default:
+			case why == heldBudget:
 				p.m.held[why].Inc()
+				next = now.Add(p.policy.budgetWait())
+			default:
+				// A slot frees up when the oldest attempt times out.
+				p.m.held[why].Inc()
+				next = ex.overall
+				for _, a := range ex.slots {
+					if a.buf != nil {
+						next = earliest(next, a.deadline)
+					}
+				}
+				// Past it already: the goroutine is about to report.
+				next = later(next, now.Add(p.cfg.HedgeDelayMin))
 			}
 		}
 		timer.Reset(earliest(next, ex.overall).Sub(now))
@@ -238,11 +251,12 @@ type goExchange struct {
 
 // goAttempt is one attempt waiting for its answer.
 type goAttempt struct {
-	buf  *[]byte // the reply; nil while the slot is free
-	n    int     // 1 for the query's first attempt, 2 for the next...
-	up   int
-	id   uint16
-	sent time.Time
+	buf      *[]byte // the reply; nil while the slot is free
+	n        int     // 1 for the query's first attempt, 2 for the next...
+	up       int
+	id       uint16
+	sent     time.Time
+	deadline time.Time
 }
 
 // attemptResult is what an attempt's goroutine reports.
@@ -262,9 +276,9 @@ func (ex *goExchange) start(now time.Time) {
 	}
 	a := &ex.slots[slot]
 	ex.sent++
-	*a = goAttempt{n: ex.sent, up: (ex.first + ex.sent - 1) % len(p.ups), id: uint16(rand.Uint32()), sent: now}
-	up := &p.ups[a.up]
 	deadline := earliest(now.Add(p.cfg.Timeout), ex.overall)
+	*a = goAttempt{n: ex.sent, up: (ex.first + ex.sent - 1) % len(p.ups), id: uint16(rand.Uint32()), sent: now, deadline: deadline}
+	up := &p.ups[a.up]
 	if ex.proto == protoTCP {
 		a.buf = getBuf(largeBuf)
 		framed := frameTCP(ex.msg, a.id, *a.buf)
@@ -380,6 +394,13 @@ func truncateReply(reply []byte, size int, dst []byte) ([]byte, bool) {
 
 func earliest(a, b time.Time) time.Time {
 	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
 		return a
 	}
 	return b

@@ -19,13 +19,16 @@ import (
 //   - The hedge delay is the 99th percentile of the upstream's recent answer
 //     latency (an attempt not answered by then is probably lost), bounded
 //     by Config.HedgeDelayMin and Config.HedgeDelayMax. On a healthy
-//     upstream about 1 query in 100 is hedged.
+//     upstream about 1 query in 100 is hedged. Before the first answer it
+//     is the maximum; when it falls, the poll loop moves up the next
+//     attempts of the queries in flight.
 //   - One query has at most Config.MaxParallelAttempts attempts open, each
 //     waits at most Config.Timeout for its answer, and the query makes at
 //     most MaxParallelAttempts × ⌈Deadline/Timeout⌉ attempts in all.
 //   - Every attempt after a query's first spends one unit of a budget that
 //     answers refill (Config.HedgeBudget units per answered query, up to
-//     budgetBurst) plus budgetMinRate units per second. While the cluster
+//     budgetBurst) plus budgetMinRate units per second; an attempt held
+//     back waits for the budget to refill before it asks again. While the cluster
 //     DNS answers, hedging is as free as the answers it earns; when nothing
 //     answers at all, the forwarder sends one attempt per client query plus
 //     at most budgetMinRate more per second, instead of multiplying the load
@@ -121,6 +124,13 @@ func (ap *attemptPolicy) answered(latency time.Duration, sample bool) {
 		ap.delay.Store(int64(d))
 	}
 	ap.mu.Unlock()
+}
+
+// budgetWait is how long a query whose attempt was held back by the
+// budget waits before it asks again: until the budget could have refilled
+// a unit, and at least the hedge delay.
+func (ap *attemptPolicy) budgetWait() time.Duration {
+	return max(ap.hedgeDelay(), time.Second/budgetMinRate)
 }
 
 // admit says whether a query that has sent attempts, open of which still

@@ -277,3 +277,38 @@ func TestBudgetBoundsAttemptsToASilentUpstream(t *testing.T) {
 		})
 	}
 }
+
+// TestQueriesInFlightFollowAShorterHedgeDelay: a query sent before the
+// first answer waits the maximum hedge delay; when answers show the
+// upstream is fast, the poll loop moves its next attempt up.
+func TestQueriesInFlightFollowAShorterHedgeDelay(t *testing.T) {
+	var seen atomic.Int32
+	first := make(chan struct{})
+	up := startUpstream(t, "127.0.0.2", func(w dns.ResponseWriter, r *dns.Msg) {
+		if seen.Add(1) == 1 {
+			close(first) // the first query is lost
+			return
+		}
+		answerAddress(w, r)
+	})
+	p := startProxy(t, Config{
+		Upstreams: []netip.AddrPort{up.addr}, Timeout: time.Minute, Deadline: time.Minute,
+		HedgeDelayMin: 10 * time.Millisecond, HedgeDelayMax: time.Minute,
+	}, false)
+	lost := make(chan *dns.Msg, 1)
+	go func() {
+		c := &dns.Client{Net: "udp", Timeout: 30 * time.Second}
+		r, _, err := c.Exchange(question("lost.upstream.test", dns.TypeA), p.addr)
+		if err != nil {
+			t.Errorf("the query whose first attempt was lost: %v", err)
+		}
+		lost <- r
+	}()
+	<-first
+	// An answer: the hedge delay drops from a minute to 10ms.
+	exchange(t, "udp", p.addr, question("fast.upstream.test", dns.TypeA))
+	if r := <-lost; r == nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("the query whose first attempt was lost got %v, want an answer long before a minute", r)
+	}
+	p.wantCounter(t, 1, "netguard_dnsproxy_answered_after_first_attempt_total")
+}

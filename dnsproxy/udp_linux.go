@@ -208,10 +208,14 @@ type pending struct {
 	start   time.Time
 	overall time.Time
 	next    time.Time // when the next attempt is due
-	wake    time.Time // earliest of next, overall and the attempts' deadlines
-	heapIdx int
-	client  sockaddrBuf
-	clen    uint32
+	// paced says next is lastSent plus the hedge delay, so that it moves
+	// up when the delay shrinks.
+	paced    bool
+	lastSent time.Time
+	wake     time.Time // earliest of next, overall and the attempts' deadlines
+	heapIdx  int
+	client   sockaddrBuf
+	clen     uint32
 }
 
 func (pd *pending) msg() []byte { return (*pd.qb)[:pd.qlen] }
@@ -234,6 +238,9 @@ type udpLoop struct {
 	outbox []*pending // replies to send at the end of the iteration
 	rbuf   []byte
 	now    time.Time // when the last poll returned
+	// pacing is at least the hedge delay the queries in the heap were
+	// paced with; when the delay falls well below it, they are re-paced.
+	pacing time.Duration
 
 	pollfds []unix.PollFd
 	polled  []attemptRef // polled[i] owns pollfds[pollHeader+i]
@@ -254,12 +261,15 @@ type udpLoop struct {
 // wake eventfd and the listener.
 const pollHeader = 2
 
+// repaceEvery bounds how long a loop with queries in flight sleeps.
+const repaceEvery = 100 * time.Millisecond
+
 func newUDPLoop(p *Proxy, lfd int) (*udpLoop, error) {
 	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
-	l := &udpLoop{p: p, lfd: lfd, wakefd: wakefd, rbuf: make([]byte, largeBuf+1)}
+	l := &udpLoop{p: p, lfd: lfd, wakefd: wakefd, rbuf: make([]byte, largeBuf+1), pacing: p.policy.hedgeDelay()}
 	for _, up := range p.cfg.Upstreams {
 		var r rawUpstream
 		r.family, r.sa, r.salen = rawSockaddr(up)
@@ -314,7 +324,30 @@ func (l *udpLoop) serve() error {
 		if l.pollfds[1].Revents != 0 {
 			l.drainListener()
 		}
+		l.repace()
 		l.expire(time.Now())
+	}
+}
+
+// repace moves up the next attempts of the queries in the heap when the
+// hedge delay has fallen to less than half of what they were paced with:
+// the first answers of a new forwarder (whose delay starts at the
+// maximum), or the end of a slow period.
+func (l *udpLoop) repace() {
+	h := l.p.policy.hedgeDelay()
+	if h >= l.pacing/2 {
+		l.pacing = max(l.pacing, h)
+		return
+	}
+	l.pacing = h
+	for _, pd := range l.timers {
+		if next := pd.lastSent.Add(h); pd.paced && next.Before(pd.next) {
+			pd.next = next
+			pd.wake = l.wakeOf(pd)
+		}
+	}
+	for i := len(l.timers)/2 - 1; i >= 0; i-- {
+		l.down(i)
 	}
 }
 
@@ -342,7 +375,7 @@ func (l *udpLoop) wait(now time.Time) error {
 		return nil
 	}
 	var tsp uintptr
-	if next, ok := l.nextWake(); ok {
+	if next, ok := l.nextWake(now); ok {
 		ts := unix.NsecToTimespec(max(0, int64(next.Sub(now))))
 		tsp = uintptr(unsafe.Pointer(&ts))
 		_, _, e = syscall.Syscall6(unix.SYS_PPOLL, fds, nfds, tsp, 0, 0, 0)
@@ -361,11 +394,13 @@ func (l *udpLoop) wait(now time.Time) error {
 }
 
 // nextWake is the earliest time a query needs attention, or the end of the
-// grace period when stopping.
-func (l *udpLoop) nextWake() (time.Time, bool) {
+// grace period when stopping. With queries in flight the loop also wakes
+// every repaceEvery, to see a hedge delay that another loop's answers
+// shortened (see repace).
+func (l *udpLoop) nextWake(now time.Time) (time.Time, bool) {
 	var next time.Time
 	if len(l.timers) > 0 {
-		next = l.timers[0].wake
+		next = earliest(l.timers[0].wake, now.Add(repaceEvery))
 	}
 	if l.stopped && (next.IsZero() || l.grace.Before(next)) {
 		next = l.grace
@@ -470,7 +505,7 @@ func (l *udpLoop) startQuery(pd *pending) {
 	pd.first = int(p.preferred.Load())
 	pd.overall = pd.start.Add(p.cfg.Deadline)
 	l.send(pd, pd.start)
-	pd.next = pd.start.Add(p.policy.hedgeDelay())
+	l.pace(pd, pd.start)
 	l.schedule(pd)
 }
 
@@ -493,31 +528,33 @@ func (l *udpLoop) advance(pd *pending, now time.Time) {
 		p.log.V(1).Info("Upstream attempt failed", "upstream", p.cfg.Upstreams[up].String(), "attempt", n, "error", errUpstreamTimeout.Error())
 	}
 	if timedOut && pd.open == 0 {
-		pd.next = now // nothing left to wait for
+		pd.next, pd.paced = now, false // nothing left to wait for
 	}
 	if !now.Before(pd.overall) {
 		l.fail(pd, causeDeadline)
 		return
 	}
 	if !now.Before(pd.next) {
-		pd.next = now.Add(p.policy.hedgeDelay())
 		switch ok, why := p.policy.admit(pd.sent, pd.open, now); {
 		case ok:
 			l.send(pd, now)
+			l.pace(pd, now)
 		case why == heldExhausted:
 			if pd.open == 0 {
 				l.fail(pd, causeAttemptLimit)
 				return
 			}
-			pd.next = pd.overall
+			pd.next, pd.paced = pd.overall, false
 		case why == heldParallel:
 			// A slot frees up when the oldest attempt times out.
 			p.m.held[why].Inc()
+			pd.next, pd.paced = pd.overall, false
 			for _, a := range pd.atts[:pd.open] {
 				pd.next = earliest(pd.next, a.deadline)
 			}
 		default:
 			p.m.held[why].Inc()
+			pd.next, pd.paced = now.Add(p.policy.budgetWait()), false
 		}
 	}
 	l.schedule(pd)
@@ -687,13 +724,25 @@ func (l *udpLoop) closeAll(pd *pending) {
 	l.remove(pd)
 }
 
-// schedule sets the query's wake time and places it in the timer heap.
-func (l *udpLoop) schedule(pd *pending) {
+// pace makes the query's next attempt due a hedge delay after one was sent
+// at now.
+func (l *udpLoop) pace(pd *pending, now time.Time) {
+	pd.lastSent, pd.paced = now, true
+	pd.next = now.Add(l.p.policy.hedgeDelay())
+}
+
+// wakeOf is the earliest time the query needs attention.
+func (l *udpLoop) wakeOf(pd *pending) time.Time {
 	wake := earliest(pd.next, pd.overall)
 	for _, a := range pd.atts[:pd.open] {
 		wake = earliest(wake, a.deadline)
 	}
-	pd.wake = wake
+	return wake
+}
+
+// schedule sets the query's wake time and places it in the timer heap.
+func (l *udpLoop) schedule(pd *pending) {
+	pd.wake = l.wakeOf(pd)
 	if pd.heapIdx < 0 {
 		l.push(pd)
 		return
