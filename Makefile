@@ -40,7 +40,7 @@ unit: ## Unit tests only (no control plane, no network namespaces).
 integration: deps ## Integration tests against a real kube-apiserver and etcd.
 	@assets=$$(hack/envtest-assets.sh) && KUBEBUILDER_ASSETS=$$assets NETGUARD_REQUIRE_ENVTEST=1 $(GO) test -count=1 ./test/integration/...
 
-e2e: deps ## Network-namespace tests (root): the nginx/conntrack outage and glibc query counts.
+e2e: deps ## Network-namespace tests (root): the nginx/conntrack outage, a Service VIP with silent backends, glibc query counts.
 	$(GO) test -count=1 -v ./test/e2e/...
 
 fuzz: ## Fuzz each target for FUZZTIME (default 10s; e.g. make fuzz FUZZTIME=5m).
