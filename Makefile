@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X github.com/netguard-io/netguard/internal/version.Version=$
 IMAGE     ?= ghcr.io/netguard-io/netguard:$(VERSION)
 FUZZTIME  ?= 10s
 
-.PHONY: all build test unit integration e2e e2e-node fuzz bench demo deps assets lint image docker-image node-up node-down clean help
+.PHONY: all build test unit integration e2e e2e-node fuzz bench bench-scale demo deps assets lint image docker-image node-up node-down clean help
 
 all: build
 
@@ -51,6 +51,12 @@ bench: deps ## Benchmarks, each against a baseline in the same run (see README).
 	$(GO) test -run '^$$' -bench Selector -benchtime 5000x ./test/bench/
 	NETGUARD_BENCH=1 $(GO) test -count=1 -v -run AdmissionLatency ./test/bench/
 	hack/bench-dns.sh
+
+SCALE_PODS ?= 25000,100000,150000
+
+bench-scale: deps ## Memory of netguard serve with SCALE_PODS pods on a real API server, beside a plain Pod informer (not part of make test; ~30 min).
+	@assets=$$(hack/envtest-assets.sh) && KUBEBUILDER_ASSETS=$$assets NETGUARD_SCALE_PODS=$(SCALE_PODS) \
+	  $(GO) test -count=1 -v -timeout 2h -run ServeMemoryAtScale ./test/scale/
 
 demo: deps ## Run netguard end to end against a local control plane and show what it does.
 	@assets=$$(hack/envtest-assets.sh) && KUBEBUILDER_ASSETS=$$assets hack/demo.sh

@@ -36,6 +36,9 @@ type Options struct {
 	// HealthProbeBindAddress serves /healthz and /readyz; "0" or ""
 	// disables it. Port 0 picks a free port.
 	HealthProbeBindAddress string
+	// PprofBindAddress serves Go's profiler at /debug/pprof/; "0" or ""
+	// (the default) disables it. Port 0 picks a free port.
+	PprofBindAddress string
 	// GracefulShutdownTimeout bounds how long in-flight requests may take
 	// to finish after SIGTERM. Defaults to 30s.
 	GracefulShutdownTimeout time.Duration
@@ -69,6 +72,7 @@ func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (*servin
 		WebhookPort: opts.Port,
 		Metrics:     opts.MetricsBindAddress,
 		Health:      opts.HealthProbeBindAddress,
+		Pprof:       opts.PprofBindAddress,
 	})
 	if err != nil {
 		return nil, err

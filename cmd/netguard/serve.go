@@ -66,6 +66,7 @@ anything else starts; with port 0 the kernel picks a free port, and the
 	f.IntVar(&opts.server.Port, "port", 9443, "port the webhook server listens on; 0 picks a free port")
 	f.StringVar(&opts.server.MetricsBindAddress, "metrics-bind-address", ":8080", `address of the metrics endpoint; "0" disables it, port 0 picks a free port`)
 	f.StringVar(&opts.server.HealthProbeBindAddress, "health-probe-bind-address", ":8081", `address of the /healthz and /readyz endpoints; "0" disables them, port 0 picks a free port`)
+	f.StringVar(&opts.server.PprofBindAddress, "pprof-bind-address", "0", `address of Go's profiler (/debug/pprof/) for memory and CPU profiles; "0" disables it; it has no authentication, so bind it to localhost`)
 	f.DurationVar(&opts.server.GracefulShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight requests may take to finish after SIGTERM")
 	f.StringVar(&opts.kubeconfig, "kubeconfig", "", "kubeconfig file; in-cluster configuration when empty")
 	addSelfManagedTLSFlags(f, &opts.selfManagedTLS)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,9 +52,22 @@ type ControlPlane struct {
 	installed map[string]bool
 }
 
+// ControlPlaneOptions change how StartControlPlaneWith starts the control
+// plane.
+type ControlPlaneOptions struct {
+	// EtcdQuotaBytes raises etcd's storage quota (--quota-backend-bytes)
+	// for tests that store many objects; 0 keeps etcd's default (2 GiB).
+	EtcdQuotaBytes int64
+}
+
 // StartControlPlane starts kube-apiserver and etcd from KUBEBUILDER_ASSETS,
 // on ports no other process takes (see package ports).
 func StartControlPlane() (cp *ControlPlane, err error) {
+	return StartControlPlaneWith(ControlPlaneOptions{})
+}
+
+// StartControlPlaneWith is StartControlPlane with options.
+func StartControlPlaneWith(opts ControlPlaneOptions) (cp *ControlPlane, err error) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set: %s", AssetsHint)
 	}
@@ -91,7 +105,12 @@ func StartControlPlane() (cp *ControlPlane, err error) {
 	}
 	cp.CertDir = env.WebhookInstallOptions.LocalServingCertDir
 	cp.CAData = env.WebhookInstallOptions.LocalServingCAData
-	if cp.Config, cp.releasePorts, err = ports.StartEnvtest(env); err != nil {
+	configureEtcd := func(e *envtest.Etcd) {
+		if opts.EtcdQuotaBytes > 0 {
+			e.Configure().Set("quota-backend-bytes", strconv.FormatInt(opts.EtcdQuotaBytes, 10))
+		}
+	}
+	if cp.Config, cp.releasePorts, err = ports.StartEnvtest(env, configureEtcd); err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd (%s): %w", AssetsHint, err)
 	}
 	if cp.Client, err = client.New(cp.Config, client.Options{Scheme: env.Scheme}); err != nil {

@@ -34,6 +34,9 @@ type Server struct {
 	// /metrics. netguard picks free ports itself and logs them.
 	WebhookPort             int
 	HealthAddr, MetricsAddr string
+	// PprofAddr serves /debug/pprof/ when netguard was started with
+	// --pprof-bind-address; empty otherwise.
+	PprofAddr string
 	// LogFile has the server's output.
 	LogFile string
 	done    chan error
@@ -58,7 +61,7 @@ func (cp *ControlPlane) StartServer(ctx context.Context, binary, configFile stri
 		_ = s.Kill()
 		return nil, fmt.Errorf("%w; log:\n%s", err, s.Log())
 	}
-	if err := s.waitReady(ctx, 60*time.Second); err != nil {
+	if err := s.WaitReady(ctx, 60*time.Second); err != nil {
 		return fail(err)
 	}
 	if len(cp.installed) == 0 {
@@ -121,6 +124,7 @@ type startLine struct {
 	Webhook string `json:"webhook"`
 	Metrics string `json:"metrics"`
 	Health  string `json:"health"`
+	Pprof   string `json:"pprof"`
 }
 
 // readBoundAddresses waits for netguard's "Starting netguard" log line.
@@ -139,7 +143,7 @@ func (s *Server) readBoundAddresses(timeout time.Duration) error {
 			if s.WebhookPort, err = strconv.Atoi(port); err != nil {
 				return fmt.Errorf("netguard serve logged webhook address %q: %w", l.Webhook, err)
 			}
-			s.HealthAddr, s.MetricsAddr = l.Health, l.Metrics
+			s.HealthAddr, s.MetricsAddr, s.PprofAddr = l.Health, l.Metrics, l.Pprof
 			return nil
 		}
 		select {
@@ -166,6 +170,9 @@ func (s *Server) Probe(path string) int {
 	return resp.StatusCode
 }
 
+// PID is the process id of the server.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
 // Running reports whether the process has not exited.
 func (s *Server) Running() bool {
 	select {
@@ -177,7 +184,9 @@ func (s *Server) Running() bool {
 	}
 }
 
-func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
+// WaitReady waits until /readyz passes, for at most timeout; it fails at
+// once if the process exits.
+func (s *Server) WaitReady(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	url := "http://" + s.HealthAddr + "/readyz"

@@ -109,8 +109,9 @@ const startAttempts = 3
 
 // StartEnvtest starts env's etcd and kube-apiserver on reserved ports and
 // returns its config and a function that releases the ports once env has
-// stopped. env must not set ports of its own.
-func StartEnvtest(env *envtest.Environment) (*rest.Config, func(), error) {
+// stopped. env must not set ports of its own; configureEtcd, if given, sets
+// further etcd flags.
+func StartEnvtest(env *envtest.Environment, configureEtcd ...func(*envtest.Etcd)) (*rest.Config, func(), error) {
 	var errs []error
 	for range startAttempts {
 		held := make([]*Port, 3) // etcd clients, etcd peers, API server
@@ -124,6 +125,9 @@ func StartEnvtest(env *envtest.Environment) (*rest.Config, func(), error) {
 		addr := func(p *Port) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port)) }
 		etcd := &envtest.Etcd{URL: &url.URL{Scheme: "http", Host: addr(held[0])}}
 		etcd.Configure().Set("listen-peer-urls", "http://"+addr(held[1]))
+		for _, configure := range configureEtcd {
+			configure(etcd)
+		}
 		env.ControlPlane.Etcd = etcd
 		env.ControlPlane.GetAPIServer().SecurePort = held[2].Port
 		cfg, err := env.Start()

@@ -1,5 +1,6 @@
-// Package serving opens and serves netguard's three endpoints: the
-// admission webhooks (TLS), /metrics and the /healthz and /readyz probes.
+// Package serving opens and serves netguard's endpoints: the admission
+// webhooks (TLS), /metrics, the /healthz and /readyz probes and, when asked
+// for, Go's profiler (/debug/pprof/).
 //
 // The sockets are opened before anything else starts, for two reasons: a
 // port that is taken fails `netguard serve` at once, with the address it
@@ -27,14 +28,18 @@ type Addresses struct {
 	// Health serves /healthz and /readyz, as host:port; "0" or "" disables
 	// it.
 	Health string
+	// Pprof serves Go's profiler at /debug/pprof/, as host:port; "0" or ""
+	// (the default) disables it.
+	Pprof string
 }
 
-// Listeners are the open sockets of the endpoints. Metrics and Health are
-// nil when disabled.
+// Listeners are the open sockets of the endpoints. Metrics, Health and
+// Pprof are nil when disabled.
 type Listeners struct {
 	Webhook net.Listener
 	Metrics net.Listener
 	Health  net.Listener
+	Pprof   net.Listener
 }
 
 // Listen opens every endpoint of a. On error nothing stays open.
@@ -55,6 +60,10 @@ func Listen(a Addresses) (*Listeners, error) {
 		l.Close()
 		return nil, fmt.Errorf("health probe endpoint: %w", err)
 	}
+	if l.Pprof, err = listenOptional(a.Pprof); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("pprof endpoint: %w", err)
+	}
 	return l, nil
 }
 
@@ -68,7 +77,7 @@ func listenOptional(addr string) (net.Listener, error) {
 // Close closes every listener that is still open.
 func (l *Listeners) Close() error {
 	var errs []error
-	for _, ln := range []net.Listener{l.Webhook, l.Metrics, l.Health} {
+	for _, ln := range []net.Listener{l.Webhook, l.Metrics, l.Health, l.Pprof} {
 		if ln == nil {
 			continue
 		}
@@ -81,7 +90,7 @@ func (l *Listeners) Close() error {
 
 // Bound returns the bound address of each endpoint ("" when disabled), as
 // key-value pairs for a structured log line: "webhook", "metrics",
-// "health".
+// "health", and "pprof" when it is enabled.
 func (l *Listeners) Bound() []any {
 	addr := func(ln net.Listener) string {
 		if ln == nil {
@@ -89,5 +98,9 @@ func (l *Listeners) Bound() []any {
 		}
 		return ln.Addr().String()
 	}
-	return []any{"webhook", addr(l.Webhook), "metrics", addr(l.Metrics), "health", addr(l.Health)}
+	bound := []any{"webhook", addr(l.Webhook), "metrics", addr(l.Metrics), "health", addr(l.Health)}
+	if l.Pprof != nil {
+		bound = append(bound, "pprof", addr(l.Pprof))
+	}
+	return bound
 }

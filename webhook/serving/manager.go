@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -32,8 +33,8 @@ type Manager struct {
 
 // NewManager builds a manager that serves on l: the admission webhooks
 // (TLS; certificates from certDir unless a TLS option sets
-// GetCertificate), controller-runtime's metrics registry on /metrics, and
-// /healthz and /readyz. The probe and metrics servers start before the
+// GetCertificate), controller-runtime's metrics registry on /metrics,
+// /healthz and /readyz, and Go's profiler when l has a Pprof listener. The probe and metrics servers start before the
 // caches, so liveness answers while they sync. opts' own server settings
 // are replaced.
 func NewManager(restCfg *rest.Config, opts manager.Options, l *Listeners, certDir string, tlsOpts ...func(*tls.Config)) (*Manager, error) {
@@ -69,7 +70,24 @@ func NewManager(restCfg *rest.Config, opts manager.Options, l *Listeners, certDi
 			return nil, err
 		}
 	}
+	if l.Pprof != nil {
+		if err := mgr.Add(httpServer("pprof", pprofMux(), l.Pprof)); err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
+}
+
+// pprofMux serves Go's profiler, as net/http/pprof registers it on the
+// default mux (which netguard does not serve).
+func pprofMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // probeShutdownTimeout bounds how long the metrics and probe servers wait

@@ -19,12 +19,15 @@ import (
 func init() { testlog.Discard() }
 
 func TestListenPicksFreePortsAndReportsThem(t *testing.T) {
-	l, err := Listen(Addresses{WebhookHost: "127.0.0.1", Metrics: "127.0.0.1:0", Health: "127.0.0.1:0"})
+	l, err := Listen(Addresses{WebhookHost: "127.0.0.1", Metrics: "127.0.0.1:0", Health: "127.0.0.1:0", Pprof: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	bound := l.Bound()
+	if len(bound) != 8 || bound[6] != "pprof" {
+		t.Fatalf("Bound() = %v, want webhook, metrics, health and pprof", bound)
+	}
 	seen := map[string]bool{}
 	for i := 0; i < len(bound); i += 2 {
 		addr := bound[i+1].(string)
@@ -41,12 +44,15 @@ func TestListenPicksFreePortsAndReportsThem(t *testing.T) {
 
 func TestListenDisabledEndpoints(t *testing.T) {
 	for _, off := range []string{"", "0"} {
-		l, err := Listen(Addresses{WebhookHost: "127.0.0.1", Metrics: off, Health: off})
+		l, err := Listen(Addresses{WebhookHost: "127.0.0.1", Metrics: off, Health: off, Pprof: off})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if l.Metrics != nil || l.Health != nil {
-			t.Errorf("%q did not disable metrics and health: %v", off, l.Bound())
+		if l.Metrics != nil || l.Health != nil || l.Pprof != nil {
+			t.Errorf("%q did not disable metrics, health and pprof: %v", off, l.Bound())
+		}
+		if len(l.Bound()) != 6 {
+			t.Errorf("Bound() lists a disabled pprof endpoint: %v", l.Bound())
 		}
 		l.Close()
 	}
@@ -61,6 +67,7 @@ func TestListenNamesTheEndpointItCannotBind(t *testing.T) {
 	cases := map[string]Addresses{
 		"metrics endpoint":      {WebhookHost: "127.0.0.1", Metrics: taken.Addr().String()},
 		"health probe endpoint": {WebhookHost: "127.0.0.1", Health: taken.Addr().String()},
+		"pprof endpoint":        {WebhookHost: "127.0.0.1", Pprof: taken.Addr().String()},
 		"webhook server":        {WebhookHost: "127.0.0.1", WebhookPort: taken.Addr().(*net.TCPAddr).Port},
 		"must be 0..65535":      {WebhookPort: 70000},
 	}
@@ -79,9 +86,10 @@ func TestListenNamesTheEndpointItCannotBind(t *testing.T) {
 
 // TestManagerServesProbesAndMetrics starts a manager with no webhooks:
 // /healthz and /readyz run the checks added to it, /metrics serves
-// controller-runtime's registry, and every socket is closed once it stops.
+// controller-runtime's registry, /debug/pprof/ the profiler, and every
+// socket is closed once it stops.
 func TestManagerServesProbesAndMetrics(t *testing.T) {
-	l, err := Listen(Addresses{WebhookHost: "127.0.0.1", Metrics: "127.0.0.1:0", Health: "127.0.0.1:0"})
+	l, err := Listen(Addresses{WebhookHost: "127.0.0.1", Metrics: "127.0.0.1:0", Health: "127.0.0.1:0", Pprof: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,6 +134,9 @@ func TestManagerServesProbesAndMetrics(t *testing.T) {
 	if code, body := get(l.Metrics.Addr().String(), "/metrics"); code != http.StatusOK || !strings.Contains(body, "controller_runtime_webhook_panics_total") {
 		t.Errorf("/metrics = %d without controller-runtime's registry:\n%s", code, body)
 	}
+	if code, body := get(l.Pprof.Addr().String(), "/debug/pprof/heap?debug=1"); code != http.StatusOK || !strings.Contains(body, "heap profile") {
+		t.Errorf("/debug/pprof/heap = %d, not a heap profile:\n%.200s", code, body)
+	}
 	if err := mgr.AddReadyzCheck("late", func(*http.Request) error { return nil }); err == nil {
 		t.Error("a check added after Start was accepted")
 	}
@@ -139,7 +150,7 @@ func TestManagerServesProbesAndMetrics(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the manager did not stop")
 	}
-	for _, ln := range []net.Listener{l.Webhook, l.Metrics, l.Health} {
+	for _, ln := range []net.Listener{l.Webhook, l.Metrics, l.Health, l.Pprof} {
 		if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
 			c.Close()
 			t.Errorf("%s still accepts connections after the manager stopped", ln.Addr())
