@@ -200,11 +200,11 @@ func (v scanView) Workloads(namespace string, selectors ...map[string]string) []
 	involved := map[key]bool{}
 	var order []key
 	for _, obj := range v.s.Pods.List() {
-		p := obj.(*corev1.Pod)
+		p := obj.(*serviceguard.Pod)
 		if p.Namespace != namespace {
 			continue
 		}
-		ref := metav1.GetControllerOfNoCopy(p)
+		ref := p.Controller()
 		if ref == nil {
 			continue
 		}
@@ -215,7 +215,7 @@ func (v scanView) Workloads(namespace string, selectors ...map[string]string) []
 					k = key{top.Kind, top.Name}
 				}
 			}
-			rev = p.Labels["pod-template-hash"]
+			rev = p.Labels()["pod-template-hash"]
 		}
 		w := byOwner[k]
 		if w == nil {
@@ -226,9 +226,9 @@ func (v scanView) Workloads(namespace string, selectors ...map[string]string) []
 			byOwner[k] = w
 			order = append(order, k)
 		}
-		w.Pods = append(w.Pods, selectorguard.PodInfo{Name: p.Name, Labels: p.Labels, Revision: rev})
+		w.Pods = append(w.Pods, selectorguard.PodInfo{Name: p.Name, Labels: p.Labels(), Revision: rev})
 		for _, sel := range selectors {
-			if selectorguard.Matches(sel, p.Labels) {
+			if selectorguard.Matches(sel, p.Labels()) {
 				involved[k] = true
 			}
 		}

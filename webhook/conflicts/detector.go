@@ -31,6 +31,7 @@ import (
 
 	"github.com/netguard-io/netguard/config"
 	policy "github.com/netguard-io/netguard/policies/conflicts"
+	"github.com/netguard-io/netguard/webhook/listing"
 	"github.com/netguard-io/netguard/webhook/serviceguard"
 )
 
@@ -110,6 +111,8 @@ func Setup(mgr manager.Manager, cfg *config.Config) (*Detector, error) {
 			&corev1.Namespace{}: {Transform: serviceguard.TransformNamespace, UnsafeDisableDeepCopy: ptr.To(true)},
 		},
 		ReaderFailOnMissingInformer: true,
+		// Lists are paged and made lean page by page.
+		NewInformer: listing.NewInformer,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the conflict detector cache: %w", err)

@@ -39,6 +39,12 @@ var unindexedLabels = append(append([]string{
 
 // controllerUID indexes an object by its controller's UID.
 func controllerUID(obj any) ([]string, error) {
+	if p, ok := obj.(*Pod); ok {
+		if ref := p.Controller(); ref != nil {
+			return []string{string(ref.UID)}, nil
+		}
+		return nil, nil
+	}
 	m, ok := obj.(metav1.Object)
 	if !ok {
 		return nil, nil

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/webhook/listing"
 )
 
 // Paths the handlers are served at.
@@ -114,6 +115,8 @@ func Setup(mgr manager.Manager, cfg *config.Config, wrap ...func(admission.Handl
 		Mapper:                      mgr.GetRESTMapper(),
 		ByObject:                    byObject,
 		ReaderFailOnMissingInformer: true,
+		// Lists are paged and made lean page by page.
+		NewInformer: listing.NewInformer,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating the service guard cache: %w", err)

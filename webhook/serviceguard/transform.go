@@ -3,7 +3,6 @@ package serviceguard
 import (
 	"slices"
 	"strings"
-	"unique"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -16,9 +15,10 @@ import (
 
 // The transforms below run on every object before it enters the cache and
 // keep only what the view reads: the cache holds every pod of the cluster,
-// and a full Pod weighs several KiB (spec, status, managedFields). Strings
-// shared by many objects (namespaces, label keys and values, owner names)
-// are interned so that the pods of one workload share them.
+// and a full Pod weighs several KiB (spec, status, managedFields). Pods
+// become the lean *Pod, whose label maps and controller references are
+// shared between the pods of one workload; strings shared by many objects
+// (namespaces, label keys and values, owner names) are interned.
 //
 // Each transform builds a new object from the fields it keeps, leaves
 // objects of other types alone (e.g. tombstones), and is idempotent.
@@ -28,8 +28,6 @@ const (
 	deploymentRevisionAnnotation = "deployment.kubernetes.io/revision"
 	rolloutRevisionAnnotation    = "rollout.argoproj.io/revision"
 )
-
-func intern(s string) string { return unique.Make(s).Value() }
 
 // internLabels copies labels with interned keys and values; the values of
 // keys that name one pod are unique and only copied.
@@ -105,24 +103,16 @@ func leanMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 	}
 }
 
-// TransformPod keeps a Pod's name, namespace, resourceVersion, labels,
-// controller reference, deletion timestamp and phase.
+// TransformPod turns a Pod into the guard's lean *Pod: name, namespace,
+// resourceVersion, labels, controller reference, and whether it is
+// terminating or finished. Anything else (a *Pod already, a tombstone) is
+// returned as it is.
 func TransformPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
 		return obj, nil
 	}
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:              p.Name,
-			Namespace:         intern(p.Namespace),
-			ResourceVersion:   p.ResourceVersion,
-			Labels:            internLabels(p.Labels),
-			OwnerReferences:   controllerRef(p),
-			DeletionTimestamp: p.DeletionTimestamp,
-		},
-		Status: corev1.PodStatus{Phase: p.Status.Phase},
-	}, nil
+	return newPod(p), nil
 }
 
 // TransformReplicaSet keeps a ReplicaSet's identity, controller reference,

@@ -86,25 +86,25 @@ type owner struct {
 
 // Workloads implements selectorguard.View.
 func (v *ClusterView) Workloads(namespace string, selectors ...map[string]string) []selectorguard.Workload {
-	b := &builder{v: v, ns: namespace, seen: map[owner]bool{}, resolved: map[types.UID]owner{}, standalone: map[string]*corev1.Pod{}}
+	b := &builder{v: v, ns: namespace, seen: map[owner]bool{}, resolved: map[types.UID]owner{}, standalone: map[string]*Pod{}}
 	for _, sel := range selectors {
 		if len(sel) == 0 {
 			continue
 		}
 		matcher := selectorguard.NewSelector(sel)
 		for _, obj := range v.candidates(v.s.Pods, IndexLabel, namespace, sel) {
-			p, ok := obj.(*corev1.Pod)
+			p, ok := obj.(*Pod)
 			if !ok {
 				continue
 			}
-			ref := metav1.GetControllerOfNoCopy(p)
+			ref := p.Controller()
 			if ref != nil {
 				if _, done := b.resolved[ref.UID]; done {
 					// The workload is in already; build adds all its pods.
 					continue
 				}
 			}
-			if matcher.Matches(p.Labels) {
+			if matcher.Matches(p.Labels()) {
 				b.addPod(p, ref)
 			}
 		}
@@ -179,7 +179,7 @@ type builder struct {
 	seen   map[owner]bool
 	// resolved maps the controllers of matched pods to their workloads.
 	resolved   map[types.UID]owner
-	standalone map[string]*corev1.Pod
+	standalone map[string]*Pod
 }
 
 func (b *builder) want(o owner) {
@@ -190,7 +190,7 @@ func (b *builder) want(o owner) {
 }
 
 // addPod records the workload that owns p through its controller ref.
-func (b *builder) addPod(p *corev1.Pod, ref *metav1.OwnerReference) {
+func (b *builder) addPod(p *Pod, ref *metav1.OwnerReference) {
 	if ref == nil {
 		b.standalone[p.Name] = p
 		return
@@ -380,13 +380,13 @@ func (b *builder) pods(uid types.UID, workload, revisionLabel, fallback string) 
 	objs := byIndex(b.v.s.Pods, IndexController, string(uid))
 	out := make([]selectorguard.PodInfo, 0, len(objs))
 	for _, obj := range objs {
-		p, ok := obj.(*corev1.Pod)
+		p, ok := obj.(*Pod)
 		if !ok {
 			continue
 		}
 		rev := fallback
 		if revisionLabel != "" {
-			if v, ok := p.Labels[revisionLabel]; ok {
+			if v, ok := p.Labels()[revisionLabel]; ok {
 				rev = shortRevision(workload, v)
 			}
 		}
@@ -395,13 +395,13 @@ func (b *builder) pods(uid types.UID, workload, revisionLabel, fallback string) 
 	return out
 }
 
-func podInfo(p *corev1.Pod, revision string) selectorguard.PodInfo {
+func podInfo(p *Pod, revision string) selectorguard.PodInfo {
 	return selectorguard.PodInfo{
 		Name:        p.Name,
-		Labels:      p.Labels,
+		Labels:      p.Labels(),
 		Revision:    revision,
-		Terminating: p.DeletionTimestamp != nil,
-		Finished:    p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed,
+		Terminating: p.Terminating,
+		Finished:    p.Finished,
 	}
 }
 

@@ -3,10 +3,14 @@ package serviceguard
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 	"unsafe"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -14,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
 
 	"github.com/netguard-io/netguard/policies/selectorguard"
 )
@@ -212,48 +217,127 @@ func TestTransformPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := out.(*corev1.Pod)
-	want := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: "loki", Name: "distributor-5b6c4d-x", ResourceVersion: "12345",
-			Labels:            map[string]string{"app": "distributor", "pod-template-hash": "5b6c4d"},
-			OwnerReferences:   ownedBy("apps/v1", "ReplicaSet", "distributor-5b6c4d", "rs-uid"),
-			DeletionTimestamp: &metav1.Time{},
-		},
-		Status: corev1.PodStatus{Phase: corev1.PodPending},
+	p := out.(*Pod)
+	if p.Namespace != "loki" || p.Name != "distributor-5b6c4d-x" || p.ResourceVersion != "12345" || !p.Terminating || p.Finished {
+		t.Errorf("lean pod = %+v", p)
 	}
-	want.OwnerReferences[0].BlockOwnerDeletion = nil
-	if diff := cmpObjects(p, want); diff != "" {
-		t.Errorf("lean pod differs: %s", diff)
+	if !maps.Equal(p.Labels(), map[string]string{"app": "distributor", "pod-template-hash": "5b6c4d"}) {
+		t.Errorf("labels = %v", p.Labels())
+	}
+	wantRef := metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "distributor-5b6c4d", UID: "rs-uid", Controller: ptr.To(true)}
+	if ref := p.Controller(); ref == nil || !reflect.DeepEqual(*ref, wantRef) {
+		t.Errorf("controller = %+v, want %+v", ref, wantRef)
+	}
+	// What the informer's key and index functions read.
+	if key, err := toolscache.MetaNamespaceKeyFunc(p); err != nil || key != "loki/distributor-5b6c4d-x" {
+		t.Errorf("key = %q, %v", key, err)
+	}
+	if uids, _ := controllerUID(p); !slices.Equal(uids, []string{"rs-uid"}) {
+		t.Errorf("controller index = %v", uids)
+	}
+	if refs := p.GetOwnerReferences(); len(refs) != 1 || metav1.GetControllerOfNoCopy(p).UID != "rs-uid" {
+		t.Errorf("owner references = %+v", refs)
 	}
 	again, _ := TransformPod(p)
-	if diff := cmpObjects(again.(*corev1.Pod), p); diff != "" {
-		t.Errorf("TransformPod is not idempotent: %s", diff)
+	if again != any(p) {
+		t.Error("TransformPod changed a lean pod")
 	}
 	tomb := toolscache.DeletedFinalStateUnknown{Key: "loki/x", Obj: in}
 	if got, _ := TransformPod(tomb); got != any(tomb) {
 		t.Error("a tombstone was transformed")
 	}
-}
-
-func cmpObjects(got, want *corev1.Pod) string {
-	if !reflect.DeepEqual(got, want) {
-		return fmt.Sprintf("\n got %+v\nwant %+v", got.ObjectMeta, want.ObjectMeta)
+	for phase, finished := range map[corev1.PodPhase]bool{corev1.PodRunning: false, corev1.PodPending: false, corev1.PodSucceeded: true, corev1.PodFailed: true} {
+		in.Status.Phase = phase
+		out, _ := TransformPod(in)
+		if out.(*Pod).Finished != finished {
+			t.Errorf("phase %s: Finished = %v", phase, !finished)
+		}
 	}
-	return ""
 }
 
-// TestTransformInterns checks that pods of one workload share their label
-// strings, which is most of the saving per pod beyond dropping the spec.
+// TestTransformInterns checks that pods of one workload share one label
+// map and one controller reference, with interned strings, which is most
+// of the saving per pod beyond dropping the spec.
 func TestTransformInterns(t *testing.T) {
-	a, _ := TransformPod(fullPod(strings.Clone("loki"), "a", "1", map[string]string{strings.Clone("app"): strings.Clone("distributor")}, nil))
-	b, _ := TransformPod(fullPod(strings.Clone("loki"), "b", "2", map[string]string{strings.Clone("app"): strings.Clone("distributor")}, nil))
-	pa, pb := a.(*corev1.Pod), b.(*corev1.Pod)
-	if unsafe.StringData(pa.Labels["app"]) != unsafe.StringData(pb.Labels["app"]) {
+	owner := func() []metav1.OwnerReference {
+		return ownedBy(strings.Clone("apps/v1"), strings.Clone("ReplicaSet"), strings.Clone("distributor-5b6c4d"), "rs-uid")
+	}
+	labels := func() map[string]string {
+		return map[string]string{strings.Clone("app"): strings.Clone("distributor")}
+	}
+	a, _ := TransformPod(fullPod(strings.Clone("loki"), "a", "1", labels(), owner()))
+	b, _ := TransformPod(fullPod(strings.Clone("loki"), "b", "2", labels(), owner()))
+	other, _ := TransformPod(fullPod(strings.Clone("tempo"), "c", "3", labels(), nil))
+	pa, pb, pc := a.(*Pod), b.(*Pod), other.(*Pod)
+	if pa.labels != pb.labels {
+		t.Error("pods with equal labels do not share their label map")
+	}
+	if pa.labels == pc.labels {
+		t.Error("pods of different namespaces share a label map")
+	}
+	if unsafe.StringData(pa.Labels()["app"]) != unsafe.StringData(pc.Labels()["app"]) {
 		t.Error("label values are not shared")
+	}
+	if pa.Controller() != pb.Controller() {
+		t.Error("pods of one ReplicaSet do not share their controller reference")
 	}
 	if unsafe.StringData(pa.Namespace) != unsafe.StringData(pb.Namespace) {
 		t.Error("namespaces are not shared")
+	}
+	// A label that names one pod makes the set the pod's own.
+	sts := func(name string) *Pod {
+		l := labels()
+		l["statefulset.kubernetes.io/pod-name"] = name
+		p, _ := TransformPod(fullPod("loki", name, "1", l, nil))
+		return p.(*Pod)
+	}
+	if s0, s1 := sts("db-0"), sts("db-1"); s0.labels == s1.labels || s0.Labels()["statefulset.kubernetes.io/pod-name"] != "db-0" {
+		t.Errorf("StatefulSet pods' labels: %v, %v", s0.Labels(), s1.Labels())
+	}
+}
+
+// TestInternerForgetsUnusedValues: once no pod holds a label set, the
+// collector frees it and the interner drops its entry, so label sets of
+// old revisions do not pile up.
+func TestInternerForgetsUnusedValues(t *testing.T) {
+	var in interner[labelSet]
+	for i := range 100 {
+		v := in.get(fmt.Sprint(i), func() *labelSet { return &labelSet{m: map[string]string{"i": fmt.Sprint(i)}} })
+		if again := in.get(fmt.Sprint(i), nil); again != v {
+			t.Fatal("a live value was made again")
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for in.len() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 100 unused entries left", in.len())
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestInternerConcurrent: concurrent transforms of pods with the same
+// labels get the same map, and readers see complete maps (run with -race).
+func TestInternerConcurrent(t *testing.T) {
+	var wg sync.WaitGroup
+	got := make([]*Pod, 64)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p, _ := TransformPod(fullPod("race", fmt.Sprint(i), "1", map[string]string{"app": "x", "tier": "web"}, nil))
+			got[i] = p.(*Pod)
+			if got[i].Labels()["tier"] != "web" {
+				t.Error("incomplete label map")
+			}
+		}()
+	}
+	wg.Wait()
+	for _, p := range got {
+		if p.labels != got[0].labels {
+			t.Fatal("concurrent transforms made two label maps for the same labels")
+		}
 	}
 }
 
