@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/internal/memlimit"
 	ngwebhook "github.com/netguard-io/netguard/webhook"
 	"github.com/netguard-io/netguard/webhook/conflicts"
 	"github.com/netguard-io/netguard/webhook/serviceguard"
@@ -472,6 +473,20 @@ func checkInvariants(t *testing.T, r rendered) {
 	}
 	if path := *pods.ClientConfig.Service.Path; path != ngwebhook.MutatePodPath {
 		t.Errorf("pod webhook path %s, netguard serves %s", path, ngwebhook.MutatePodPath)
+	}
+
+	// netguard learns its container's memory limit, in bytes, to size
+	// Go's soft memory limit from it.
+	var limitEnv *corev1.EnvVar
+	for i, e := range r.container.Env {
+		if e.Name == memlimit.EnvVar {
+			limitEnv = &r.container.Env[i]
+		}
+	}
+	if limitEnv == nil || limitEnv.ValueFrom == nil || limitEnv.ValueFrom.ResourceFieldRef == nil {
+		t.Errorf("the container has no %s from the downward API: %+v", memlimit.EnvVar, r.container.Env)
+	} else if ref := limitEnv.ValueFrom.ResourceFieldRef; ref.Resource != "limits.memory" || ref.ContainerName != r.container.Name || ref.Divisor.String() != "1" {
+		t.Errorf("%s = %+v, want limits.memory of %s in bytes (divisor 1)", memlimit.EnvVar, ref, r.container.Name)
 	}
 
 	// cert-manager: the mounted Secret is the Certificate's, the

@@ -18,8 +18,10 @@
 //
 // NETGUARD_SCALE_PROFILES=DIR also saves netguard's heap profile of each
 // size there (go tool pprof -top DIR/netguard-heap-100000.pb.gz).
-// NETGUARD_SCALE_GOMEMLIMIT runs netguard with that GOMEMLIMIT, as the
-// chart does (e.g. 230MiB for the default 256Mi limit).
+// NETGUARD_SCALE_MEMORY_LIMIT=BYTES gives netguard a container memory
+// limit the way the chart does (NETGUARD_MEMORY_LIMIT, from which it sets
+// Go's soft memory limit); e.g. 268435456 for the chart's default 256Mi.
+// The baseline runs with the Go runtime's defaults either way.
 package scale
 
 import (
@@ -49,6 +51,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
+	"github.com/netguard-io/netguard/internal/memlimit"
 	"github.com/netguard-io/netguard/internal/testlog"
 	"github.com/netguard-io/netguard/test/framework"
 )
@@ -185,8 +188,8 @@ func measureNetguard(ctx context.Context, t *testing.T, cp *framework.ControlPla
 	if profiles != "" {
 		args = append(args, "--pprof-bind-address", "127.0.0.1:0")
 	}
-	if limit := os.Getenv("NETGUARD_SCALE_GOMEMLIMIT"); limit != "" {
-		t.Setenv("GOMEMLIMIT", limit)
+	if limit := os.Getenv("NETGUARD_SCALE_MEMORY_LIMIT"); limit != "" {
+		t.Setenv(memlimit.EnvVar, limit)
 	}
 	start := time.Now()
 	s, err := cp.LaunchServer(binary, "", args...)
@@ -219,10 +222,6 @@ func measureNetguard(ctx context.Context, t *testing.T, cp *framework.ControlPla
 func measureBaseline(ctx context.Context, t *testing.T, binary, kubeconfig string, pods int) (measurement, error) {
 	cmd := exec.CommandContext(ctx, binary, "--kubeconfig", kubeconfig)
 	cmd.Env = os.Environ()
-	if os.Getenv("NETGUARD_SCALE_GOMEMLIMIT") != "" {
-		// The baseline runs with the runtime's defaults.
-		cmd.Env = append(cmd.Env, "GOMEMLIMIT=off")
-	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return measurement{}, err
