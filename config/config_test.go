@@ -81,6 +81,8 @@ func TestParse(t *testing.T) {
 		"too many parallel attempts": {yaml: "dnsProxy:\n  attempts:\n    maxParallel: 65\n", wantErr: "dnsProxy.attempts.maxParallel"},
 		"zero hedge budget":          {yaml: "dnsProxy:\n  attempts:\n    hedgeBudget: 0\n", wantErr: "dnsProxy.attempts.hedgeBudget"},
 		"bad guard mode":             {yaml: "serviceGuard:\n  mode: block\n", wantErr: "serviceGuard.mode"},
+		"guard namespace mode":       {yaml: "serviceGuard:\n  namespaceMode: cluster-wide\n"},
+		"bad guard namespace mode":   {yaml: "serviceGuard:\n  namespaceMode: everywhere\n", wantErr: `serviceGuard.namespaceMode: Unsupported value: "everywhere"`},
 		"not YAML":                   {yaml: "dns: [\n", wantErr: "not valid YAML"},
 	}
 	for name, tc := range tests {
@@ -148,6 +150,40 @@ func TestDNSProxyAttemptFlags(t *testing.T) {
 			tc.attempts(&a)
 			if got := a.Flags(); !slices.Equal(got, tc.want) {
 				t.Errorf("flags %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestServiceNamespaces: the Service features follow the pods' namespace
+// selection unless serviceGuard.namespaceMode sets their own; exclusions
+// and the opt-out label hold either way.
+func TestServiceNamespaces(t *testing.T) {
+	cases := map[string]struct {
+		yaml       string
+		ns, label  string
+		pods, svcs bool
+	}{
+		"opt-in, unlabelled":                         {yaml: "", ns: "team", pods: false, svcs: false},
+		"opt-in, opted in":                           {yaml: "", ns: "team", label: InjectEnabled, pods: true, svcs: true},
+		"services cluster-wide, unlabelled":          {yaml: "serviceGuard: {namespaceMode: cluster-wide}", ns: "team", pods: false, svcs: true},
+		"services cluster-wide, opted out":           {yaml: "serviceGuard: {namespaceMode: cluster-wide}", ns: "team", label: InjectDisabled, pods: false, svcs: false},
+		"services cluster-wide, excluded":            {yaml: "namespaces: {exclude: [legacy]}\nserviceGuard: {namespaceMode: cluster-wide}", ns: "legacy", pods: false, svcs: false},
+		"services cluster-wide, kube-system":         {yaml: "serviceGuard: {namespaceMode: cluster-wide}", ns: "kube-system", pods: false, svcs: false},
+		"pods cluster-wide, services opt-in":         {yaml: "namespaces: {mode: cluster-wide}\nserviceGuard: {namespaceMode: opt-in}", ns: "team", pods: true, svcs: false},
+		"pods cluster-wide, services follow (unset)": {yaml: "namespaces: {mode: cluster-wide}", ns: "team", pods: true, svcs: true},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Namespaces.Selects(tc.ns, tc.label); got != tc.pods {
+				t.Errorf("pods selected = %v, want %v", got, tc.pods)
+			}
+			if got := cfg.ServiceNamespaces().Selects(tc.ns, tc.label); got != tc.svcs {
+				t.Errorf("Services selected = %v, want %v", got, tc.svcs)
 			}
 		})
 	}

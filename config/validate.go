@@ -134,11 +134,18 @@ func (d *DNSProxyConfig) validate(p *field.Path) field.ErrorList {
 }
 
 func (g *ServiceGuardConfig) validate(p *field.Path) field.ErrorList {
+	var errs field.ErrorList
 	switch g.Mode {
 	case GuardModeEnforce, GuardModeWarn, GuardModeDryRun:
-		return nil
+	default:
+		errs = append(errs, field.NotSupported(p.Child("mode"), g.Mode, []GuardMode{GuardModeEnforce, GuardModeWarn, GuardModeDryRun}))
 	}
-	return field.ErrorList{field.NotSupported(p.Child("mode"), g.Mode, []GuardMode{GuardModeEnforce, GuardModeWarn, GuardModeDryRun})}
+	switch g.NamespaceMode {
+	case "", NamespaceModeOptIn, NamespaceModeClusterWide:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("namespaceMode"), g.NamespaceMode, []NamespaceMode{NamespaceModeOptIn, NamespaceModeClusterWide}))
+	}
+	return errs
 }
 
 // Values of the netguard.io/inject label on a Namespace.
@@ -153,7 +160,7 @@ const (
 // netguard.io/inject label has the value label ("" when it has none):
 // never on an excluded namespace; in opt-in mode only with InjectEnabled;
 // cluster-wide unless InjectDisabled.
-func (n *NamespacesConfig) Selects(name, label string) bool {
+func (n NamespacesConfig) Selects(name, label string) bool {
 	if n.Excluded(name) || label == InjectDisabled {
 		return false
 	}
@@ -161,7 +168,7 @@ func (n *NamespacesConfig) Selects(name, label string) bool {
 }
 
 // Excluded reports whether netguard must never act on namespace ns.
-func (n *NamespacesConfig) Excluded(ns string) bool {
+func (n NamespacesConfig) Excluded(ns string) bool {
 	if ns == n.Self {
 		return true
 	}

@@ -68,6 +68,26 @@ var valueCases = map[string]struct {
 			})
 		},
 	},
+	"service guard in every namespace": {
+		values: map[string]any{"serviceGuard": map[string]any{"namespaceMode": "cluster-wide", "mode": "warn"}},
+		check: func(t *testing.T, r rendered) {
+			r.wantConfig(t, func(c *config.Config) bool {
+				return c.Namespaces.Mode == config.NamespaceModeOptIn && c.ServiceNamespaces().Mode == config.NamespaceModeClusterWide
+			})
+			var m admissionregv1.MutatingWebhookConfiguration
+			r.objs.get(t, "MutatingWebhookConfiguration", r.fullname, &m)
+			if sel := m.Webhooks[0].NamespaceSelector.MatchExpressions[0]; sel.Operator != metav1.LabelSelectorOpIn {
+				t.Errorf("pod webhook selects %v; pods stay opt-in", sel)
+			}
+			var v admissionregv1.ValidatingWebhookConfiguration
+			r.objs.get(t, "ValidatingWebhookConfiguration", r.fullname, &v)
+			for _, w := range v.Webhooks {
+				if sel := w.NamespaceSelector.MatchExpressions[0]; sel.Operator != metav1.LabelSelectorOpNotIn || sel.Values[0] != "disabled" {
+					t.Errorf("%s selects %v, want every namespace not opted out", w.Name, sel)
+				}
+			}
+		},
+	},
 	"no cert-manager": {
 		values: map[string]any{"certManager": map[string]any{"enabled": false}},
 		check: func(t *testing.T, r rendered) {
@@ -430,7 +450,11 @@ func checkInvariants(t *testing.T, r rendered) {
 		if w.failurePolicy == nil || *w.failurePolicy != admissionregv1.Ignore {
 			t.Errorf("webhook %s failurePolicy = %v, want the default Ignore", w.name, w.failurePolicy)
 		}
-		checkNamespaceSelector(t, w.name, w.namespaceSelector, r)
+		mode := r.config.ServiceNamespaces().Mode // Services, workloads, Service status
+		if w.name == "pods.netguard.io" {
+			mode = r.config.Namespaces.Mode
+		}
+		checkNamespaceSelector(t, w.name, w.namespaceSelector, r, mode)
 		if len(w.client.CABundle) != 0 {
 			t.Errorf("webhook %s has a rendered caBundle; cainjector or netguard writes it", w.name)
 		}
@@ -534,7 +558,7 @@ func checkPodSecurity(t *testing.T, spec corev1.PodSpec) {
 
 // checkNamespaceSelector evaluates a webhook's namespaceSelector on the
 // namespaces that matter, as the API server does.
-func checkNamespaceSelector(t *testing.T, webhook string, s *metav1.LabelSelector, r rendered) {
+func checkNamespaceSelector(t *testing.T, webhook string, s *metav1.LabelSelector, r rendered, mode config.NamespaceMode) {
 	t.Helper()
 	ns := func(name string, l map[string]string) map[string]string {
 		out := map[string]string{"kubernetes.io/metadata.name": name}
@@ -543,7 +567,7 @@ func checkNamespaceSelector(t *testing.T, webhook string, s *metav1.LabelSelecto
 		}
 		return out
 	}
-	clusterWide := r.config.Namespaces.Mode == config.NamespaceModeClusterWide
+	clusterWide := mode == config.NamespaceModeClusterWide
 	cases := map[string]struct {
 		labels map[string]string
 		want   bool

@@ -232,10 +232,11 @@ func createOrReplace(ctx context.Context, c client.Client, obj client.Object) er
 }
 
 // InstallServiceWebhook creates (or replaces) the ValidatingWebhookConfiguration
-// for Services, pointing at s, and, unless s has exited, waits until the
-// API server calls s through it. Every server StartServer starts later is given it too.
-func (cp *ControlPlane) InstallServiceWebhook(ctx context.Context, s *Server, failure admissionregv1.FailurePolicyType) error {
-	cfg := ServiceWebhookConfiguration(s.WebhookURL(serviceguard.ServicePath), cp.CAData, failure)
+// for Services in the namespaces of mode, pointing at s, and, unless s has
+// exited, waits until the API server calls s through it. Every server
+// StartServer starts later is given it too.
+func (cp *ControlPlane) InstallServiceWebhook(ctx context.Context, s *Server, failure admissionregv1.FailurePolicyType, mode NamespaceMode) error {
+	cfg := ServiceWebhookConfiguration(s.WebhookURL(serviceguard.ServicePath), cp.CAData, failure, mode)
 	if err := createOrReplace(ctx, cp.Client, cfg); err != nil {
 		return err
 	}

@@ -70,8 +70,9 @@ const ServiceWebhookName = "services.netguard.io"
 
 // ServiceWebhookConfiguration is the ValidatingWebhookConfiguration for
 // Services as the chart renders it: CREATE and UPDATE, failurePolicy as
-// given (the chart's default is Ignore), the opted-in namespaces.
-func ServiceWebhookConfiguration(url string, caBundle []byte, failure admissionregv1.FailurePolicyType) *admissionregv1.ValidatingWebhookConfiguration {
+// given (the chart's default is Ignore), the namespaces of mode (the
+// chart's serviceGuard.namespaceMode).
+func ServiceWebhookConfiguration(url string, caBundle []byte, failure admissionregv1.FailurePolicyType, mode NamespaceMode) *admissionregv1.ValidatingWebhookConfiguration {
 	return &admissionregv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "netguard"},
 		Webhooks: []admissionregv1.ValidatingWebhook{{
@@ -81,7 +82,7 @@ func ServiceWebhookConfiguration(url string, caBundle []byte, failure admissionr
 			SideEffects:             ptr.To(admissionregv1.SideEffectClassNone),
 			FailurePolicy:           ptr.To(failure),
 			TimeoutSeconds:          ptr.To[int32](5),
-			NamespaceSelector:       namespaceSelector(OptIn),
+			NamespaceSelector:       namespaceSelector(mode),
 			Rules: []admissionregv1.RuleWithOperations{{
 				Operations: []admissionregv1.OperationType{admissionregv1.Create, admissionregv1.Update},
 				Rule: admissionregv1.Rule{

@@ -31,7 +31,7 @@ func labels(kv ...string) map[string]string {
 
 func installServiceWebhook(t *testing.T, failure admissionregv1.FailurePolicyType) {
 	t.Helper()
-	if err := cp.InstallServiceWebhook(context.Background(), server, failure); err != nil {
+	if err := cp.InstallServiceWebhook(context.Background(), server, failure, framework.OptIn); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -306,5 +306,37 @@ func TestServiceWebhookFailurePolicy(t *testing.T) {
 	waitFor(t, 30*time.Second, "failurePolicy Ignore in use", func() bool { _, err := failed(); return err == nil })
 	if err := k8s.Create(ctx, service(ns, "with-ignore", labels("app", "a"))); err != nil {
 		t.Fatalf("failurePolicy Ignore with netguard down: %v", err)
+	}
+}
+
+// TestServiceGuardInEveryNamespace: with serviceGuard.namespaceMode
+// cluster-wide (and the chart's Service webhook selecting every namespace)
+// the guard judges Services in a namespace that did not opt in, while
+// pods there are left alone; opted-out and excluded namespaces stay out.
+func TestServiceGuardInEveryNamespace(t *testing.T) {
+	ctx := context.Background()
+	restartServer(t, writeConfig(t, "serviceGuard:\n  namespaceMode: cluster-wide\n"))
+	if err := cp.InstallServiceWebhook(ctx, server, admissionregv1.Ignore, framework.ClusterWide); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		installServiceWebhook(t, admissionregv1.Ignore)
+		restartServer(t, "")
+	})
+	plain := newNamespace(t, "svcwide", nil)
+	pinned := service(plain, "pinned", labels("app", "web", "pod-template-hash", "7d9f8c"))
+	// The API server uses the wider selector moments after it changed.
+	waitFor(t, 30*time.Second, "the guard judging Services in a namespace that did not opt in", func() bool {
+		return apierrors.IsInvalid(k8s.Create(ctx, pinned.DeepCopy(), client.DryRunAll))
+	})
+	err := k8s.Create(ctx, pinned.DeepCopy())
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "pod-template-hash") {
+		t.Fatalf("a revision selector in a namespace that did not opt in: err = %v, want a denial", err)
+	}
+	assertUntouched(t, createPod(t, plainPod(plain, "app", "registry.example/app:1")))
+
+	out := newNamespace(t, "svcout", map[string]string{"netguard.io/inject": "disabled"})
+	if err := k8s.Create(ctx, service(out, "pinned", labels("app", "web", "pod-template-hash", "7d9f8c"))); err != nil {
+		t.Fatalf("a namespace that opted out is checked: %v", err)
 	}
 }

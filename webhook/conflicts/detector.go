@@ -148,7 +148,7 @@ func Setup(mgr manager.Manager, cfg *config.Config) (*Detector, error) {
 				label = ns.Labels[injectLabel]
 			}
 		}
-		return cfg.Namespaces.Selects(namespace, label)
+		return cfg.ServiceNamespaces().Selects(namespace, label)
 	}
 
 	mgr.GetWebhookServer().Register(StatusPath, &webhook.Admission{Handler: NewStatusHandler(d)})
@@ -175,7 +175,7 @@ func newDetector(cfg *config.Config, clk clock.PassiveClock, recorder events.Eve
 		lb:         policy.NewLoadBalancerControllers(clk, lbControllerTTL),
 		recorder:   recorder,
 		log:        log,
-		selected:   func(ns string) bool { return cfg.Namespaces.Selects(ns, "") },
+		selected:   func(ns string) bool { return cfg.ServiceNamespaces().Selects(ns, "") },
 		sweepEvery: min(max(window/10, time.Second), 30*time.Second),
 	}
 }

@@ -94,7 +94,7 @@ func (h *ServiceHandler) Handle(ctx context.Context, req admission.Request) admi
 		return admission.Allowed(string(reason))
 	}
 	ns, _ := h.view.Namespace(svc.Namespace)
-	if !namespaceSelected(h.cfg.Namespaces, svc.Namespace, ns) {
+	if !namespaceSelected(h.cfg.ServiceNamespaces(), svc.Namespace, ns) {
 		reviewsTotal.WithLabelValues(resultSkipped).Inc()
 		return admission.Allowed("namespace not selected")
 	}

@@ -100,7 +100,7 @@ func (h *WorkloadHandler) Handle(ctx context.Context, req admission.Request) adm
 		namespace = req.Namespace
 	}
 	ns, _ := h.view.Namespace(namespace)
-	if !namespaceSelected(h.cfg.Namespaces, namespace, ns) {
+	if !namespaceSelected(h.cfg.ServiceNamespaces(), namespace, ns) {
 		reviewsTotal.WithLabelValues(resultSkipped).Inc()
 		return admission.Allowed("namespace not selected")
 	}

@@ -76,11 +76,12 @@ itself to start) and namespaces.exclude.
 {{- toJson (uniq $ns) -}}
 {{- end -}}
 
-{{/* namespaceSelector of every webhook, by namespaces.mode. */}}
+{{/* namespaceSelector of a webhook; the argument is (list $ mode), mode opt-in or cluster-wide. */}}
 {{- define "netguard.namespaceSelector" -}}
+{{- $ := index . 0 -}}
 namespaceSelector:
   matchExpressions:
-  {{- if eq .Values.namespaces.mode "cluster-wide" }}
+  {{- if eq (index . 1) "cluster-wide" }}
     - key: netguard.io/inject
       operator: NotIn
       values: ["disabled"]
@@ -91,7 +92,12 @@ namespaceSelector:
   {{- end }}
     - key: kubernetes.io/metadata.name
       operator: NotIn
-      values: {{ include "netguard.excludedNamespaces" . }}
+      values: {{ include "netguard.excludedNamespaces" $ }}
+{{- end -}}
+
+{{/* Which namespaces the Service guard and the conflict detector act on. */}}
+{{- define "netguard.serviceNamespaceMode" -}}
+{{- default .Values.namespaces.mode .Values.serviceGuard.namespaceMode -}}
 {{- end -}}
 
 {{/* clientConfig of a webhook; the argument is (list $ path). */}}
@@ -132,7 +138,7 @@ settings given a value are written; netguard has defaults for the rest.
   "namespaces" $namespaces
   "dns" (dict "ndots" $v.dns.ndots "search" $search)
   "dnsProxy" $dnsProxy
-  "serviceGuard" (dict "enabled" $v.serviceGuard.enabled "mode" $v.serviceGuard.mode)
+  "serviceGuard" (dict "enabled" $v.serviceGuard.enabled "mode" $v.serviceGuard.mode "namespaceMode" (include "netguard.serviceNamespaceMode" .))
   "conflicts" (dict "enabled" $v.conflicts.enabled "mode" $v.conflicts.mode) -}}
 {{- $config := deepCopy (default dict $v.config) -}}
 {{- $_ := include "netguard.mergeInto" (list $config $typed) -}}
