@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"os"
@@ -44,7 +45,19 @@ type Options struct {
 	GracefulShutdownTimeout time.Duration
 	// Version is recorded in the netguard.io/status annotation.
 	Version string
+	// LeaderElection makes the replicas elect one of them, on the Lease
+	// LeaderElectionID in netguard's own namespace, to record Events: every
+	// replica answers admission reviews and watches the cluster, only the
+	// leader writes. Without it every replica records.
+	LeaderElection bool
+	// LeaderElectionID names the Lease. Defaults to "netguard".
+	LeaderElectionID string
+	// LeaseDuration, RenewDeadline and RetryPeriod time the election; zero
+	// takes client-go's defaults (15s, 10s, 2s). A replica takes over at
+	// most LeaseDuration after the leader stopped renewing.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 }
+
 
 // Scheme knows the built-in Kubernetes types netguard reads.
 func Scheme() *runtime.Scheme {
@@ -77,10 +90,20 @@ func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (*servin
 	if err != nil {
 		return nil, err
 	}
+	var election *serving.LeaderElection
+	if opts.LeaderElection {
+		election = &serving.LeaderElection{
+			Namespace:     cfg.Namespaces.Self,
+			Name:          cmp.Or(opts.LeaderElectionID, "netguard"),
+			LeaseDuration: opts.LeaseDuration,
+			RenewDeadline: opts.RenewDeadline,
+			RetryPeriod:   opts.RetryPeriod,
+		}
+	}
 	mgr, err := serving.NewManager(restCfg, ctrl.Options{
 		Scheme:                  Scheme(),
 		GracefulShutdownTimeout: &shutdown,
-	}, listeners, certDir, modernTLS)
+	}, listeners, certDir, election, modernTLS)
 	if err != nil {
 		listeners.Close()
 		return nil, fmt.Errorf("creating manager: %w", err)

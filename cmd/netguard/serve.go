@@ -70,6 +70,11 @@ anything else starts; with port 0 the kernel picks a free port, and the
 	f.StringVar(&opts.server.PprofBindAddress, "pprof-bind-address", "0", `address of Go's profiler (/debug/pprof/) for memory and CPU profiles; "0" disables it; it has no authentication, so bind it to localhost`)
 	f.DurationVar(&opts.server.GracefulShutdownTimeout, "graceful-shutdown-timeout", 30*time.Second, "how long in-flight requests may take to finish after SIGTERM")
 	f.StringVar(&opts.kubeconfig, "kubeconfig", "", "kubeconfig file; in-cluster configuration when empty")
+	f.BoolVar(&opts.server.LeaderElection, "leader-elect", true, "elect one replica, on a Lease in netguard's namespace, to record Events (every replica answers admission reviews)")
+	f.StringVar(&opts.server.LeaderElectionID, "leader-elect-id", "netguard", "name of the Lease the replicas elect their leader on")
+	f.DurationVar(&opts.server.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long a leader's Lease holds without renewal: the longest a replica waits to take over")
+	f.DurationVar(&opts.server.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew its Lease before it steps down")
+	f.DurationVar(&opts.server.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often replicas try to take or renew the Lease")
 	addSelfManagedTLSFlags(f, &opts.selfManagedTLS)
 	bindZapFlags(f, &opts.zap)
 	return cmd

@@ -74,6 +74,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// netguard's namespace: its leader-election Lease and CA Secret live there.
+	if _, err := cp.CreateNamespace(context.Background(), serverNamespace, nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if err := cp.CreateClusterDNS(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "setting up the cluster:", err)
 		return 1

@@ -11,6 +11,7 @@ import (
 
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -106,11 +107,16 @@ func TestEachRBACPermissionIsNeeded(t *testing.T) {
 		applyRoles(t, ctx, roles, missing)
 		waitRBAC(t, ctx, user, perms, missing)
 		prepareCASecret(t, ctx, r, missing)
+		deleteLease(t, ctx, r)
 		s := launchServer(t, ctx, r, config, args...)
 		if missing == nil || needsReadyServer(*missing) {
 			eventually(t, time.Minute, "netguard ready", func() (bool, string) {
 				return s.Probe("/readyz") == http.StatusOK, tail(s.Log(), 20)
 			})
+			// Only the leader records Events.
+			if err := s.WaitLeader(ctx); err != nil {
+				t.Fatal(err)
+			}
 			exercise(t, ctx)
 		}
 		if missing == nil {
@@ -268,6 +274,16 @@ func prepareCASecret(t *testing.T, ctx context.Context, r rendered, missing *per
 		if err := cp.Client.Create(ctx, secret); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// deleteLease removes the leader-election Lease, so that every run makes it
+// anew (create) and renews it (update).
+func deleteLease(t *testing.T, ctx context.Context, r rendered) {
+	t.Helper()
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: serverNamespace, Name: r.flag(t, "--leader-elect-id")}}
+	if err := cp.Client.Delete(ctx, lease); err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
 	}
 }
 

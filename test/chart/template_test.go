@@ -163,7 +163,13 @@ var valueCases = map[string]struct {
 			"config":            map[string]any{"dns": map[string]any{"search": map[string]any{"allowed": []string{"corp.example"}}}},
 		},
 		check: func(t *testing.T, r rendered) {
-			r.wantNoKinds(t, "Role", "RoleBinding", "PodDisruptionBudget")
+			r.wantNoKinds(t, "PodDisruptionBudget")
+			// Only the leader election's: no Service to read, no CA to keep.
+			for _, kind := range []string{"Role", "RoleBinding"} {
+				if objs := r.objs.ofKind(kind); len(objs) != 1 || objs[0].GetName() != r.fullname+"-leader-election" {
+					t.Errorf("%ss rendered: %v, want only %s-leader-election", kind, objs, r.fullname)
+				}
+			}
 			r.wantKinds(t, "ServiceMonitor")
 			if got := r.deployment.Spec.Template.Spec.PriorityClassName; got != "system-cluster-critical" {
 				t.Errorf("priorityClassName = %q", got)
@@ -193,8 +199,10 @@ var valueCases = map[string]struct {
 		},
 		check: func(t *testing.T, r rendered) {
 			r.wantNoKinds(t, "ValidatingWebhookConfiguration")
-			if len(r.clusterRole.Rules) != 1 || !slices.Equal(r.clusterRole.Rules[0].Resources, []string{"namespaces"}) {
-				t.Errorf("with only the pod webhook netguard needs to read namespaces, nothing else; rules %+v", r.clusterRole.Rules)
+			// Namespaces for the pod webhook; Events for the election's.
+			if len(r.clusterRole.Rules) != 2 || !slices.Equal(r.clusterRole.Rules[0].Resources, []string{"namespaces"}) ||
+				!slices.Equal(r.clusterRole.Rules[1].APIGroups, []string{"events.k8s.io"}) {
+				t.Errorf("with only the pod webhook netguard needs to read namespaces and record Events, nothing else; rules %+v", r.clusterRole.Rules)
 			}
 			r.wantConfig(t, func(c *config.Config) bool { return !c.ServiceGuard.Enabled && !c.Conflicts.Enabled })
 		},

@@ -140,6 +140,13 @@ func (cp *ControlPlane) WaitCalled(ctx context.Context, s *Server, kind string) 
 // webhookRequests is the number of admission requests s served on path,
 // from controller-runtime's controller_runtime_webhook_requests_total.
 func (s *Server) webhookRequests(path string) (float64, error) {
+	return s.Metric("controller_runtime_webhook_requests_total", `webhook="`+path+`"`)
+}
+
+// Metric sums the samples of the metric name that s serves whose labels
+// contain every one of labels (each `key="value"`); a metric without
+// samples is 0.
+func (s *Server) Metric(name string, labels ...string) (float64, error) {
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + s.MetricsAddr + "/metrics")
 	if err != nil {
@@ -147,13 +154,18 @@ func (s *Server) webhookRequests(path string) (float64, error) {
 	}
 	defer resp.Body.Close()
 	var total float64
-	label := `webhook="` + path + `"`
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+lines:
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "controller_runtime_webhook_requests_total{") || !strings.Contains(line, label) {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
+		}
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				continue lines
+			}
 		}
 		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
 		if err != nil {
@@ -162,4 +174,24 @@ func (s *Server) webhookRequests(path string) (float64, error) {
 		total += v
 	}
 	return total, sc.Err()
+}
+
+// Leads reports whether s has been elected to record Events.
+func (s *Server) Leads() bool {
+	v, err := s.Metric("leader_election_master_status")
+	return err == nil && v == 1
+}
+
+// WaitLeader waits until s leads. A replica takes over at most one lease
+// duration after the last leader stopped renewing (LaunchServer gives
+// netguard short leases).
+func (s *Server) WaitLeader(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for !s.Leads() {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("netguard serve at %s is not the leader after 30s", s.MetricsAddr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,8 +50,9 @@ func (s *Server) WebhookURL(path string) string {
 }
 
 // StartServer runs `netguard serve` against the control plane, waits until
-// it is ready, points the webhook configurations the control plane
-// installed at it and waits until the API server calls it through them.
+// it is ready and leads (records Events), points the webhook configurations
+// the control plane installed at it and waits until the API server calls it
+// through them.
 // configFile may be empty.
 func (cp *ControlPlane) StartServer(ctx context.Context, binary, configFile string, extraArgs ...string) (*Server, error) {
 	s, err := cp.LaunchServer(binary, configFile, extraArgs...)
@@ -63,6 +65,12 @@ func (cp *ControlPlane) StartServer(ctx context.Context, binary, configFile stri
 	}
 	if err := s.WaitReady(ctx, 60*time.Second); err != nil {
 		return fail(err)
+	}
+	// Only the leader records Events.
+	if !slices.Contains(extraArgs, "--leader-elect=false") {
+		if err := s.WaitLeader(ctx); err != nil {
+			return fail(err)
+		}
 	}
 	if len(cp.installed) == 0 {
 		return s, nil
@@ -91,6 +99,11 @@ func (cp *ControlPlane) LaunchServer(binary, configFile string, extraArgs ...str
 		"--metrics-bind-address", "127.0.0.1:0",
 		"--health-probe-bind-address", "127.0.0.1:0",
 		"--graceful-shutdown-timeout", "10s",
+		// Short leases: a server started after one was killed takes over
+		// within seconds.
+		"--leader-elect-lease-duration", "4s",
+		"--leader-elect-renew-deadline", "3s",
+		"--leader-elect-retry-period", "500ms",
 	}
 	if configFile != "" {
 		args = append(args, "--config", configFile)

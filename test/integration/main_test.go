@@ -101,12 +101,12 @@ func setupCluster(ctx context.Context) error {
 
 // restartServer replaces the running server with one using configFile; the
 // webhook configurations are pointed at the new one.
-func restartServer(t *testing.T, configFile string) {
+func restartServer(t *testing.T, configFile string, extraArgs ...string) {
 	t.Helper()
 	if err := server.Stop(); err != nil {
 		t.Fatalf("stopping netguard serve: %v", err)
 	}
-	s, err := cp.StartServer(context.Background(), netguardBin, configFile)
+	s, err := cp.StartServer(context.Background(), netguardBin, configFile, extraArgs...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -178,7 +178,7 @@ func TestWatchCertDir(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { l.Close() })
-		mgr, err := serving.NewManager(&rest.Config{Host: "https://127.0.0.1:1"}, manager.Options{}, l, dir)
+		mgr, err := serving.NewManager(&rest.Config{Host: "https://127.0.0.1:1"}, manager.Options{}, l, dir, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,11 +12,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	crrecorder "sigs.k8s.io/controller-runtime/pkg/recorder"
 )
 
 // Manager is a controller-runtime manager whose webhook, metrics and probe
@@ -27,6 +30,7 @@ type Manager struct {
 	listeners *Listeners
 	webhook   *WebhookServer
 	started   atomic.Bool
+	leader    *leader
 	healthz   map[string]healthz.Checker
 	readyz    map[string]healthz.Checker
 }
@@ -34,10 +38,13 @@ type Manager struct {
 // NewManager builds a manager that serves on l: the admission webhooks
 // (TLS; certificates from certDir unless a TLS option sets
 // GetCertificate), controller-runtime's metrics registry on /metrics,
-// /healthz and /readyz, and Go's profiler when l has a Pprof listener. The probe and metrics servers start before the
-// caches, so liveness answers while they sync. opts' own server settings
-// are replaced.
-func NewManager(restCfg *rest.Config, opts manager.Options, l *Listeners, certDir string, tlsOpts ...func(*tls.Config)) (*Manager, error) {
+// /healthz and /readyz, and Go's profiler when l has a Pprof listener. The
+// probe and metrics servers start before the caches, so liveness answers
+// while they sync. opts' own server and leader-election settings are
+// replaced: with election set, the replicas elect the one that records
+// Events (see GetEventRecorder), and losing the election never stops
+// admission.
+func NewManager(restCfg *rest.Config, opts manager.Options, l *Listeners, certDir string, election *LeaderElection, tlsOpts ...func(*tls.Config)) (*Manager, error) {
 	m := &Manager{
 		listeners: l,
 		webhook:   NewWebhookServer(l.Webhook, certDir, tlsOpts...),
@@ -47,11 +54,24 @@ func NewManager(restCfg *rest.Config, opts manager.Options, l *Listeners, certDi
 	opts.WebhookServer = m.webhook
 	opts.Metrics = metricsserver.Options{BindAddress: "0"}
 	opts.HealthProbeBindAddress = "0"
+	opts.LeaderElection = false
 	mgr, err := manager.New(restCfg, opts)
 	if err != nil {
 		return nil, err
 	}
 	m.Manager = mgr
+	if election != nil {
+		client, err := kubernetes.NewForConfig(restCfg)
+		if err != nil {
+			return nil, err
+		}
+		if m.leader, err = newLeader(client, *election, mgr.GetEventRecorder("netguard")); err != nil {
+			return nil, err
+		}
+		if err := mgr.Add(m.leader); err != nil {
+			return nil, err
+		}
+	}
 	if l.Metrics != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(ctrlmetrics.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}))
@@ -106,6 +126,38 @@ func httpServer(name string, h http.Handler, l net.Listener) *manager.Server {
 			IdleTimeout:       90 * time.Second,
 			ReadHeaderTimeout: 32 * time.Second,
 		},
+	}
+}
+
+// GetEventRecorder returns a recorder whose Events are recorded only while
+// this replica leads: with several replicas, each Event comes from one of
+// them (the election's winner), though every replica watches and judges the
+// same objects. Without an election every replica leads.
+func (m *Manager) GetEventRecorder(name string) crrecorder.EventRecorder {
+	return &leaderRecorder{EventRecorder: m.Manager.GetEventRecorder(name), leads: m.Leads}
+}
+
+// Leads reports whether this replica records Events now: it holds the
+// Lease, or there is no election.
+func (m *Manager) Leads() bool { return m.leader == nil || m.leader.Leads() }
+
+// leaderRecorder drops Events while leads reports false.
+type leaderRecorder struct {
+	crrecorder.EventRecorder
+	leads func() bool
+}
+
+// Eventf records the Event if this replica leads.
+func (r *leaderRecorder) Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...any) {
+	if r.leads() {
+		r.EventRecorder.Eventf(regarding, related, eventtype, reason, action, note, args...)
+	}
+}
+
+// AnnotatedEventf records the Event if this replica leads.
+func (r *leaderRecorder) AnnotatedEventf(regarding, related runtime.Object, annotations map[string]string, eventtype, reason, action, note string, args ...any) {
+	if r.leads() {
+		r.EventRecorder.AnnotatedEventf(regarding, related, annotations, eventtype, reason, action, note, args...)
 	}
 }
 

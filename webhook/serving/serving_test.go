@@ -93,7 +93,7 @@ func TestManagerServesProbesAndMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mgr, err := NewManager(&rest.Config{Host: "https://127.0.0.1:1"}, manager.Options{}, l, t.TempDir())
+	mgr, err := NewManager(&rest.Config{Host: "https://127.0.0.1:1"}, manager.Options{}, l, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
