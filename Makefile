@@ -48,7 +48,7 @@ fuzz: ## Fuzz each target for FUZZTIME (default 10s; e.g. make fuzz FUZZTIME=5m)
 
 bench: deps ## Benchmarks, each against a baseline in the same run (see README).
 	$(GO) test -run '^$$' -bench . -benchmem ./policies/... ./webhook/...
-	$(GO) test -run '^$$' -bench Selector -benchtime 5000x ./test/bench/
+	$(GO) test -run '^$$' -bench 'Selector|Coverage' -benchtime 5000x ./test/bench/
 	NETGUARD_BENCH=1 $(GO) test -count=1 -v -run AdmissionLatency ./test/bench/
 	hack/bench-dns.sh
 

@@ -82,6 +82,9 @@ func TestParse(t *testing.T) {
 		"zero hedge budget":          {yaml: "dnsProxy:\n  attempts:\n    hedgeBudget: 0\n", wantErr: "dnsProxy.attempts.hedgeBudget"},
 		"bad guard mode":             {yaml: "serviceGuard:\n  mode: block\n", wantErr: "serviceGuard.mode"},
 		"guard namespace mode":       {yaml: "serviceGuard:\n  namespaceMode: cluster-wide\n"},
+		"coverage settings":          {yaml: "serviceGuard:\n  coverage: {enabled: false, settle: 1m, maxChecksPerSecond: 20}\n"},
+		"bad coverage settle":        {yaml: "serviceGuard:\n  coverage: {settle: soon}\n", wantErr: "serviceGuard.coverage.settle"},
+		"coverage rate zero":         {yaml: "serviceGuard:\n  coverage: {maxChecksPerSecond: 0}\n", wantErr: "serviceGuard.coverage.maxChecksPerSecond: Invalid value: 0: must be 1..100000"},
 		"bad guard namespace mode":   {yaml: "serviceGuard:\n  namespaceMode: everywhere\n", wantErr: `serviceGuard.namespaceMode: Unsupported value: "everywhere"`},
 		"not YAML":                   {yaml: "dns: [\n", wantErr: "not valid YAML"},
 	}

@@ -145,7 +145,7 @@ func (g *ServiceGuardConfig) validate(p *field.Path) field.ErrorList {
 	default:
 		errs = append(errs, field.NotSupported(p.Child("namespaceMode"), g.NamespaceMode, []NamespaceMode{NamespaceModeOptIn, NamespaceModeClusterWide}))
 	}
-	return errs
+	return append(errs, g.Coverage.validate(p.Child("coverage"))...)
 }
 
 // Values of the netguard.io/inject label on a Namespace.

@@ -327,6 +327,37 @@ func BenchmarkSelectorCheck(b *testing.B) {
 	}
 }
 
+// BenchmarkCoverageCheck times the live coverage check's judgement of the
+// incident's Service (selectorguard.PartialRollout on the view) against the
+// guard's admission check of the same Service (Check), interleaved in the
+// same run: the live check's cost per re-judged Service relative to a
+// review's. With the check bounded to maxChecksPerSecond judgements a
+// second, its CPU share at that size is about p50 × rate.
+func BenchmarkCoverageCheck(b *testing.B) {
+	const maxChecksPerSecond = 100 // the default of serviceGuard.coverage
+	for _, pods := range []int{10_000, 100_000} {
+		b.Run(fmt.Sprintf("pods=%d", pods), func(b *testing.B) {
+			w := cachedWorld(pods, false)
+			svc := service(newSelector)
+			if f, ok := selectorguard.PartialRollout(svc, w.view); !ok || f.Matched != 16 || f.Total != 140 {
+				b.Fatalf("live check: unexpected finding %+v (partial %v)", f, ok)
+			}
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var live, admission samples
+			for b.Loop() {
+				live.time(func() { selectorguard.PartialRollout(svc, w.view) })
+				admission.time(func() { selectorguard.Check(svc, nil, w.view) })
+			}
+			b.StopTimer()
+			liveCPU := live.report(b, "live-")
+			admissionCPU := admission.report(b, "admission-")
+			b.ReportMetric(float64(liveCPU)/float64(admissionCPU), "live/admission-cpu-p50-x")
+			b.ReportMetric(float64(liveCPU)*maxChecksPerSecond/1e9*100, "cpu-%-at-max-rate")
+		})
+	}
+}
+
 // BenchmarkSelectorReview times a whole admission review of the incident's
 // Service update through controller-runtime's webhook HTTP handler: decode,
 // lookup, rules, denial, encode.

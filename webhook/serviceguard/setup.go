@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -123,6 +124,7 @@ func Setup(mgr manager.Manager, cfg *config.Config, wrap ...func(admission.Handl
 	}
 
 	g := &Guard{cache: c, rollouts: rollouts}
+	informers := map[client.Object]cache.Informer{}
 	store := func(obj client.Object, indexers toolscache.Indexers) (toolscache.Indexer, error) {
 		inf, err := c.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
 		if err != nil {
@@ -138,6 +140,7 @@ func Setup(mgr manager.Manager, cfg *config.Config, wrap ...func(admission.Handl
 			return nil, fmt.Errorf("informer for %T has no indexer", obj)
 		}
 		g.informers = append(g.informers, inf)
+		informers[obj] = inf
 		return si.GetIndexer(), nil
 	}
 	var s Stores
@@ -164,6 +167,29 @@ func Setup(mgr manager.Manager, cfg *config.Config, wrap ...func(admission.Handl
 		}
 	}
 	g.view = NewClusterView(s)
+
+	if cfg.ServiceGuard.Coverage.Enabled {
+		cov := newCoverage(g.view, s.Services, cfg, mgr.GetEventRecorder("netguard"), log.WithName("coverage"), clock.RealClock{})
+		for obj, inf := range informers {
+			var h toolscache.ResourceEventHandler
+			switch obj.(type) {
+			case *corev1.Pod:
+				h = cov.podHandler()
+			case *corev1.Service:
+				h = cov.serviceHandler()
+			case *corev1.Namespace:
+				h = cov.namespaceHandler()
+			default:
+				h = cov.workloadHandler(workloadTemplate)
+			}
+			if _, err := inf.AddEventHandler(h); err != nil {
+				return nil, fmt.Errorf("coverage check: %w", err)
+			}
+		}
+		if err := mgr.Add(coverageRunnable{c: cov, synced: g.Synced}); err != nil {
+			return nil, fmt.Errorf("adding the coverage check: %w", err)
+		}
+	}
 
 	srv.Register(ServicePath, unavailableUntilSynced(g.Synced, &webhook.Admission{Handler: wrapped(NewServiceHandler(g.view, cfg), wrap)}))
 	srv.Register(WorkloadPath, &webhook.Admission{Handler: NewWorkloadHandler(g.view, cfg, g.Synced)})

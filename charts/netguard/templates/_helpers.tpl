@@ -138,7 +138,7 @@ settings given a value are written; netguard has defaults for the rest.
   "namespaces" $namespaces
   "dns" (dict "ndots" $v.dns.ndots "search" $search)
   "dnsProxy" $dnsProxy
-  "serviceGuard" (dict "enabled" $v.serviceGuard.enabled "mode" $v.serviceGuard.mode "namespaceMode" (include "netguard.serviceNamespaceMode" .))
+  "serviceGuard" (dict "enabled" $v.serviceGuard.enabled "mode" $v.serviceGuard.mode "namespaceMode" (include "netguard.serviceNamespaceMode" .) "coverage" $v.serviceGuard.coverage)
   "conflicts" (dict "enabled" $v.conflicts.enabled "mode" $v.conflicts.mode) -}}
 {{- $config := deepCopy (default dict $v.config) -}}
 {{- $_ := include "netguard.mergeInto" (list $config $typed) -}}
