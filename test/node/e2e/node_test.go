@@ -363,6 +363,7 @@ func testRollout(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t, "rollout", optedIn)
 	labels := map[string]string{"app": "api"}
+	template := map[string]string{"app": "api", "track": "stable"}
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"},
 		Spec: appsv1.DeploymentSpec{
@@ -372,7 +373,7 @@ func testRollout(t *testing.T) {
 				MaxSurge: ptr.To(intstr.FromInt32(1)), MaxUnavailable: ptr.To(intstr.FromInt32(0)),
 			}},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				ObjectMeta: metav1.ObjectMeta{Labels: template},
 				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "api", Image: node.PauseImage, ImagePullPolicy: corev1.PullNever}}},
 			},
 		},
@@ -380,17 +381,21 @@ func testRollout(t *testing.T) {
 	if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"},
-		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 80}}},
-	}
-	if _, err := cluster.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	// Service api selects every revision; api-stable selects the track label
+	// the new template drops.
+	for name, sel := range map[string]map[string]string{"api": labels, "api-stable": template} {
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec:       corev1.ServiceSpec{Selector: sel, Ports: []corev1.ServicePort{{Port: 80}}},
+		}
+		if _, err := cluster.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	readyPods(t, ns, "app=api", 4)
 
-	// The new revision adds tier=gold and never becomes ready: the
-	// Deployment controller surges one pod and waits.
+	// The new revision has tier=gold instead of track=stable and never
+	// becomes ready: the Deployment controller surges one pod and waits.
 	if err := updateDeployment(ctx, ns, "api", func(d *appsv1.Deployment) {
 		d.Spec.Template.Labels = map[string]string{"app": "api", "tier": "gold"}
 		d.Spec.Template.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
@@ -440,6 +445,26 @@ func testRollout(t *testing.T) {
 		}
 	}
 	t.Logf("denied: %s", msg)
+
+	// With no Service write, api-stable now routes to the old revision only:
+	// the live coverage check reports it once the state has settled.
+	var events []string
+	eventually(t, time.Minute, "the live check's Event on Service api-stable", func() (bool, string) {
+		list, err := cluster.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=api-stable"})
+		if err != nil {
+			return false, err.Error()
+		}
+		events = nil
+		for _, e := range list.Items {
+			events = append(events, e.Type+" "+e.Reason+": "+e.Message)
+		}
+		return len(events) > 0, fmt.Sprint(events)
+	})
+	want := fmt.Sprintf("Warning SelectorMatchesPartialRollout: selector matches 4 of 5 pods of Deployment %s/api (only revision %s; 1 pod of revision %s lacks track=stable)", ns, oldHash, newHash)
+	if len(events) != 1 || !strings.HasPrefix(events[0], want) {
+		t.Errorf("Events on api-stable = %q, want one starting %q", events, want)
+	}
+	t.Logf("stalled rollout, no Service write: %s", events[0])
 }
 
 func updateDeployment(ctx context.Context, ns, name string, change func(*appsv1.Deployment)) error {
