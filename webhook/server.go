@@ -58,7 +58,6 @@ type Options struct {
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 }
 
-
 // Scheme knows the built-in Kubernetes types netguard reads.
 func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()

@@ -213,4 +213,3 @@ func TestCoverageHandlersQueueTheServicesConcerned(t *testing.T) {
 		t.Errorf("queued %v", key)
 	}
 }
-
