@@ -89,27 +89,15 @@ func (h *ServiceHandler) Handle(ctx context.Context, req admission.Request) admi
 		}
 	}
 
-	if reason, skip := selectorguard.Skip(svc, old); skip {
+	r := ReviewService(h.view, h.cfg, svc, old)
+	if r.Skipped != "" {
 		reviewsTotal.WithLabelValues(resultSkipped).Inc()
-		return admission.Allowed(string(reason))
+		return admission.Allowed(r.Skipped)
 	}
-	ns, _ := h.view.Namespace(svc.Namespace)
-	if !namespaceSelected(h.cfg.ServiceNamespaces(), svc.Namespace, ns) {
-		reviewsTotal.WithLabelValues(resultSkipped).Inc()
-		return admission.Allowed("namespace not selected")
+	if r.ModeErr != nil {
+		log.Error(r.ModeErr, "ignoring the namespace's service guard mode")
 	}
-
-	var nsAnnotations map[string]string
-	if ns != nil {
-		nsAnnotations = ns.Annotations
-	}
-	mode, err := selectorguard.ModeFor(h.cfg.ServiceGuard.Mode, nsAnnotations)
-	if err != nil {
-		log.Error(err, "ignoring the namespace's service guard mode")
-	}
-
-	findings := selectorguard.Check(svc, old, h.view)
-	d := selectorguard.Decide(findings, mode, svc)
+	mode, d := r.Mode, r.Decision
 	for _, o := range d.Outcomes {
 		findingsTotal.WithLabelValues(string(o.Finding.Rule), string(o.Action)).Inc()
 		log.Info("service selector finding", "rule", o.Finding.Rule, "action", o.Action, "mode", mode,
