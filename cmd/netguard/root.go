@@ -26,7 +26,8 @@ scrubbing), injects a fresh-port DNS forwarder next to nginx, and guards
 Service selectors against matching only one rollout revision.
 
 Run "netguard serve" in the cluster (see the Helm chart), "netguard dns-proxy"
-as the sidecar, and "netguard mutate", "check" and "resolv" offline.`,
+as the sidecar, "netguard audit" to see what netguard would do in a live
+cluster, and "netguard mutate", "check" and "resolv" offline.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -36,6 +37,7 @@ as the sidecar, and "netguard mutate", "check" and "resolv" offline.`,
 		newDNSProxyCommand(),
 		newMutateCommand(opts),
 		newCheckCommand(opts),
+		newAuditCommand(opts),
 		newResolvCommand(opts),
 		newVersionCommand(),
 	)
