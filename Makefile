@@ -9,7 +9,7 @@ LDFLAGS   := -s -w -X github.com/netguard-io/netguard/internal/version.Version=$
 IMAGE     ?= ghcr.io/netguard-io/netguard:$(VERSION)
 FUZZTIME  ?= 10s
 
-.PHONY: all build test unit integration e2e e2e-node fuzz bench bench-scale demo deps assets lint image docker-image node-up node-down clean help
+.PHONY: all build test unit integration e2e e2e-node fuzz bench bench-scale bench-audit demo deps assets lint image docker-image node-up node-down clean help
 
 all: build
 
@@ -57,6 +57,12 @@ SCALE_PODS ?= 25000,100000,150000
 bench-scale: deps ## Memory of netguard serve with SCALE_PODS pods on a real API server, beside a plain Pod informer (not part of make test; ~30 min).
 	@assets=$$(hack/envtest-assets.sh) && KUBEBUILDER_ASSETS=$$assets NETGUARD_SCALE_PODS=$(SCALE_PODS) \
 	  $(GO) test -count=1 -v -timeout 2h -run ServeMemoryAtScale ./test/scale/
+
+AUDIT_PODS ?= 100000
+
+bench-audit: deps ## Time and peak memory of netguard audit with AUDIT_PODS pods on a real API server, beside a plain list of every pod (not part of make test; ~10 min).
+	@assets=$$(hack/envtest-assets.sh) && KUBEBUILDER_ASSETS=$$assets NETGUARD_SCALE_PODS=$(AUDIT_PODS) \
+	  $(GO) test -count=1 -v -timeout 2h -run AuditAtScale ./test/scale/
 
 demo: deps ## Run netguard end to end against a local control plane and show what it does.
 	@assets=$$(hack/envtest-assets.sh) && KUBEBUILDER_ASSETS=$$assets hack/demo.sh
