@@ -30,6 +30,9 @@ func (p *progress) add(ns string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.count++
+	if p.namespaces == nil {
+		p.namespaces = map[string]bool{}
+	}
 	if ns != p.lastNS {
 		p.namespaces[ns] = true
 		p.lastNS = ns

@@ -21,6 +21,7 @@ func TestProgressLine(t *testing.T) {
 	if got := p.line(); got != "netguard audit: starting..." {
 		t.Errorf("before the first list: %q", got)
 	}
+	p.add("") // before start: counted, not a panic
 	p.start("namespaces")
 	if got := p.line(); got != "netguard audit: listing namespaces..." {
 		t.Errorf("before the first page: %q", got)

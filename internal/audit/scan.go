@@ -249,6 +249,7 @@ func (s *scanner) readNamespaces(ctx context.Context) error {
 	add := func(ns *corev1.Namespace) {
 		s.namespaces[ns.Name] = podpolicy.NamespaceInfo{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}
 		s.report.Scanned.Namespaces++
+		s.progress.add(ns.Name)
 	}
 	if name := s.opts.Namespace; name != "" {
 		ns, err := s.cs.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
