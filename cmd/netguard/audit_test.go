@@ -28,7 +28,7 @@ func TestAuditExitStatus(t *testing.T) {
 	for name, tc := range tests {
 		for _, output := range []string{outputTable, outputJSON} {
 			t.Run(name+"/"+output, func(t *testing.T) {
-				rep := &audit.Report{Summary: tc.summary, Results: tc.results}
+				rep := &audit.Report{Header: audit.Header{Summary: tc.summary}, Results: tc.results}
 				var out bytes.Buffer
 				err := writeAudit(rep, output, &out)
 				if got := exitCode(err); got != tc.want {

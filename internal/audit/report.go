@@ -12,6 +12,8 @@
 package audit
 
 import (
+	"bufio"
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"io"
@@ -105,6 +107,16 @@ const (
 
 // Report is the outcome of a scan.
 type Report struct {
+	Header
+	// Results are ordered by namespace, Service results before pod results,
+	// then by Service or owner name.
+	Results []Result `json:"results"`
+	// Notes say what limited the scan, e.g. an unknown cluster DNS IP.
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Header is what a Report says besides its results and notes.
+type Header struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
 	// Namespace is the one namespace scanned (-n); empty for all.
@@ -112,11 +124,6 @@ type Report struct {
 	Settings  Settings `json:"settings"`
 	Scanned   Scanned  `json:"scanned"`
 	Summary   Summary  `json:"summary"`
-	// Results are ordered by namespace, Service results before pod results,
-	// then by Service or owner name.
-	Results []Result `json:"results"`
-	// Notes say what limited the scan, e.g. an unknown cluster DNS IP.
-	Notes []string `json:"notes,omitempty"`
 }
 
 // Settings are the settings the scan judged with.
@@ -236,9 +243,45 @@ func podRuleOrder(rule string) int {
 	return 1
 }
 
-// WriteJSON writes the report as indented JSON.
+// WriteJSON writes the report as indented JSON, result by result: a
+// report with a result per pod of a large cluster is never held encoded
+// in memory whole.
 func (rep *Report) WriteJSON(w io.Writer) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(rep)
+	bw := bufio.NewWriter(w)
+	ew := &errWriter{w: bw}
+	head, err := json.MarshalIndent(rep.Header, "", "  ")
+	if err != nil {
+		return err
+	}
+	// The header's closing brace comes after the results.
+	ew.Write(bytes.TrimSuffix(head, []byte("\n}")))
+	io.WriteString(ew, ",\n  \"results\": [")
+	for i := range rep.Results {
+		r, err := json.MarshalIndent(&rep.Results[i], "    ", "  ")
+		if err != nil {
+			return err
+		}
+		if i > 0 {
+			io.WriteString(ew, ",")
+		}
+		io.WriteString(ew, "\n    ")
+		ew.Write(r)
+	}
+	if len(rep.Results) > 0 {
+		io.WriteString(ew, "\n  ")
+	}
+	io.WriteString(ew, "]")
+	if len(rep.Notes) > 0 {
+		notes, err := json.MarshalIndent(rep.Notes, "  ", "  ")
+		if err != nil {
+			return err
+		}
+		io.WriteString(ew, ",\n  \"notes\": ")
+		ew.Write(notes)
+	}
+	io.WriteString(ew, "\n}\n")
+	if ew.err != nil {
+		return ew.err
+	}
+	return bw.Flush()
 }

@@ -31,10 +31,12 @@ func podRefs(ns string, names ...string) []corev1.ObjectReference {
 // sampleReport has a result of every kind, out of order.
 func sampleReport() *Report {
 	rep := &Report{
-		APIVersion: APIVersion, Kind: Kind,
-		Settings: Settings{NamespaceMode: "opt-in", ServiceNamespaceMode: "cluster-wide", ServiceGuardMode: "enforce", ClusterDNS: "10.96.0.10"},
-		Scanned:  Scanned{Namespaces: 3, Services: 57, Pods: 1204, ServicesJudged: 40, PodsJudged: 1000, ListRequests: 14},
-		Notes:    []string{"namespace team: namespace annotation netguard.io/service-guard=\"strict\" is not one of enforce, warn, dry-run; using enforce"},
+		Header: Header{
+			APIVersion: APIVersion, Kind: Kind,
+			Settings: Settings{NamespaceMode: "opt-in", ServiceNamespaceMode: "cluster-wide", ServiceGuardMode: "enforce", ClusterDNS: "10.96.0.10"},
+			Scanned:  Scanned{Namespaces: 3, Services: 57, Pods: 1204, ServicesJudged: 40, PodsJudged: 1000, ListRequests: 14},
+		},
+		Notes: []string{"namespace team: namespace annotation netguard.io/service-guard=\"strict\" is not one of enforce, warn, dry-run; using enforce"},
 		Results: []Result{
 			{Source: Source, Policy: PolicyPods, Rule: RuleMutate, Result: Fail,
 				Resources:  podRefs("loki", "distributor-7d9f8c-a", "distributor-7d9f8c-b", "distributor-5b6c4d-c"),
@@ -118,7 +120,7 @@ func TestWriteTable(t *testing.T) {
 }
 
 func TestWriteTableWithoutFindings(t *testing.T) {
-	rep := &Report{Scanned: Scanned{Namespaces: 1, Services: 1, ServicesJudged: 1, Pods: 2, PodsJudged: 2}}
+	rep := &Report{Header: Header{Scanned: Scanned{Namespaces: 1, Services: 1, ServicesJudged: 1, Pods: 2, PodsJudged: 2}}}
 	rep.finish()
 	var b bytes.Buffer
 	if err := rep.WriteTable(&b); err != nil {
@@ -148,7 +150,7 @@ func TestWriteJSON(t *testing.T) {
 }
 
 func TestEmptyReportHasEmptyResults(t *testing.T) {
-	rep := &Report{APIVersion: APIVersion, Kind: Kind}
+	rep := &Report{Header: Header{APIVersion: APIVersion, Kind: Kind}}
 	rep.finish()
 	var b bytes.Buffer
 	if err := rep.WriteJSON(&b); err != nil {

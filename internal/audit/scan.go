@@ -69,7 +69,10 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg *config.Config, opts Opt
 		return nil, fmt.Errorf("scanning the cluster at %s: %w", restCfg.Host, err)
 	}
 	s.report.finish()
-	return &s.report, nil
+	// A copy, so that the scanner and its stores can be collected while
+	// the report is written.
+	report := s.report
+	return &report, nil
 }
 
 // scanner carries one scan.
@@ -117,7 +120,7 @@ func newScanner(restCfg *rest.Config, cfg *config.Config, opts Options) (*scanne
 	return &scanner{
 		cfg: cfg, opts: opts, cs: cs, dyn: dyn, reader: reader,
 		namespaces: map[string]podpolicy.NamespaceInfo{},
-		report: Report{
+		report: Report{Header: Header{
 			APIVersion: APIVersion,
 			Kind:       Kind,
 			Namespace:  opts.Namespace,
@@ -126,7 +129,7 @@ func newScanner(restCfg *rest.Config, cfg *config.Config, opts Options) (*scanne
 				ServiceNamespaceMode: cfg.ServiceNamespaces().Mode,
 				ServiceGuardMode:     string(cfg.ServiceGuard.Mode),
 			},
-		},
+		}},
 	}, nil
 }
 
