@@ -52,7 +52,12 @@ func TestLiveCoverageOfARollout(t *testing.T) {
 		time.Sleep(300 * time.Millisecond) // a rollout's pace: the changes coalesce
 	}
 	waitFor(t, 30*time.Second, "the partial rollout reported", func() bool { return len(coverageEvents(t, ns, "api")) > 0 })
-	waitForMetric(t, "netguard_services_partial_rollout", 1)
+	// The gauge counts every Service of the cluster; earlier tests' Services
+	// were judged, and settled, when this netguard started.
+	partial := metric(t, "netguard_services_partial_rollout")
+	if partial < 1 {
+		t.Fatalf("netguard_services_partial_rollout = %v with this Service reported", partial)
+	}
 	evs := coverageEvents(t, ns, "api")
 	if len(evs) != 1 || evs[0].Type != corev1.EventTypeWarning || evs[0].Reason != serviceguard.PartialRolloutReason {
 		t.Fatalf("Events: %v, want one Warning %s", evs, serviceguard.PartialRolloutReason)
@@ -68,7 +73,7 @@ func TestLiveCoverageOfARollout(t *testing.T) {
 	setTemplate(t, d, v1)
 	deletePods(t, ns, next.Name, 0, 3)
 	waitFor(t, 30*time.Second, "the end reported", func() bool { return len(coverageEvents(t, ns, "api")) == 2 })
-	waitForMetric(t, "netguard_services_partial_rollout", 0)
+	waitForMetric(t, "netguard_services_partial_rollout", partial-1)
 	evs = coverageEvents(t, ns, "api")
 	ended := evs[0]
 	if ended.Reason != serviceguard.EndedReason {
