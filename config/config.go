@@ -26,6 +26,8 @@ type Config struct {
 	ServiceGuard ServiceGuardConfig `json:"serviceGuard"`
 	// Conflicts detects controllers fighting over a Service.
 	Conflicts ConflictsConfig `json:"conflicts"`
+	// Reports publishes what netguard finds as OpenReports Reports.
+	Reports ReportsConfig `json:"reports"`
 }
 
 // NamespaceMode says how namespaces are selected.
@@ -109,6 +111,7 @@ func Default() *Config {
 		DNSProxy:     defaultDNSProxy(),
 		ServiceGuard: defaultServiceGuard(),
 		Conflicts:    defaultConflicts(),
+		Reports:      defaultReports(),
 	}
 }
 

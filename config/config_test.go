@@ -82,6 +82,8 @@ func TestParse(t *testing.T) {
 		"zero hedge budget":          {yaml: "dnsProxy:\n  attempts:\n    hedgeBudget: 0\n", wantErr: "dnsProxy.attempts.hedgeBudget"},
 		"bad guard mode":             {yaml: "serviceGuard:\n  mode: block\n", wantErr: "serviceGuard.mode"},
 		"guard namespace mode":       {yaml: "serviceGuard:\n  namespaceMode: cluster-wide\n"},
+		"reports":                    {yaml: "reports:\n  enabled: true\n  interval: 1m\n"},
+		"bad reports interval":       {yaml: "reports:\n  interval: 0s\n", wantErr: "reports.interval: Invalid value: \"0s\": must be 1s..24h"},
 		"coverage settings":          {yaml: "serviceGuard:\n  coverage: {enabled: false, settle: 1m, maxChecksPerSecond: 20}\n"},
 		"bad coverage settle":        {yaml: "serviceGuard:\n  coverage: {settle: soon}\n", wantErr: "serviceGuard.coverage.settle"},
 		"coverage rate zero":         {yaml: "serviceGuard:\n  coverage: {maxChecksPerSecond: 0}\n", wantErr: "serviceGuard.coverage.maxChecksPerSecond: Invalid value: 0: must be 1..100000"},

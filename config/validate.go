@@ -22,6 +22,7 @@ func (c *Config) Validate() field.ErrorList {
 	errs = append(errs, c.DNSProxy.validate(field.NewPath("dnsProxy"))...)
 	errs = append(errs, c.ServiceGuard.validate(field.NewPath("serviceGuard"))...)
 	errs = append(errs, c.Conflicts.validate(field.NewPath("conflicts"))...)
+	errs = append(errs, c.Reports.validate(field.NewPath("reports"))...)
 	return errs
 }
 

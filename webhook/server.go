@@ -68,9 +68,10 @@ func Scheme() *runtime.Scheme {
 }
 
 // NewManager opens netguard's endpoints and builds the controller-runtime
-// manager that serves its webhooks, metrics and health probes on them.
-// Call Start on it to serve; the bound addresses are in its Listeners.
-func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (*serving.Manager, error) {
+// manager that serves its webhooks, metrics and health probes on them; it
+// also returns the Service guard, whose view other features read. Call
+// Start on the manager to serve; the bound addresses are in its Listeners.
+func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (*serving.Manager, *serviceguard.Guard, error) {
 	shutdown := opts.GracefulShutdownTimeout
 	if shutdown == 0 {
 		shutdown = 30 * time.Second
@@ -87,7 +88,7 @@ func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (*servin
 		Pprof:       opts.PprofBindAddress,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var election *serving.LeaderElection
 	if opts.LeaderElection {
@@ -105,17 +106,19 @@ func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (*servin
 	}, listeners, certDir, election, modernTLS)
 	if err != nil {
 		listeners.Close()
-		return nil, fmt.Errorf("creating manager: %w", err)
+		return nil, nil, fmt.Errorf("creating manager: %w", err)
 	}
-	if err := setup(mgr, opts, cfg); err != nil {
+	guard, err := setup(mgr, opts, cfg)
+	if err != nil {
 		listeners.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return mgr, nil
+	return mgr, guard, nil
 }
 
-// setup registers netguard's webhooks, caches and checks on mgr.
-func setup(mgr *serving.Manager, opts Options, cfg *config.Config) error {
+// setup registers netguard's webhooks, caches and checks on mgr, and
+// returns the Service guard.
+func setup(mgr *serving.Manager, opts Options, cfg *config.Config) (*serviceguard.Guard, error) {
 	// The DNS Service is read uncached: caching it would mean watching every
 	// Service in the cluster for one IP.
 	dns := NewClusterDNS(cfg, mgr.GetAPIReader())
@@ -129,16 +132,17 @@ func setup(mgr *serving.Manager, opts Options, cfg *config.Config) error {
 	// Service update, also those the guard skips.
 	detector, err := conflicts.Setup(mgr, cfg)
 	if err != nil {
-		return fmt.Errorf("setting up the conflict detector: %w", err)
+		return nil, fmt.Errorf("setting up the conflict detector: %w", err)
 	}
-	if _, err := serviceguard.Setup(mgr, cfg, detector.WrapServiceHandler); err != nil {
-		return fmt.Errorf("setting up the service guard: %w", err)
+	guard, err := serviceguard.Setup(mgr, cfg, detector.WrapServiceHandler)
+	if err != nil {
+		return nil, fmt.Errorf("setting up the service guard: %w", err)
 	}
 
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return err
+		return nil, err
 	}
-	return mgr.AddReadyzCheck("webhook-server", mgr.WebhookServer().StartedChecker())
+	return guard, mgr.AddReadyzCheck("webhook-server", mgr.WebhookServer().StartedChecker())
 }
 
 // modernTLS allows TLS 1.2 with forward-secret AEAD suites, and TLS 1.3.

@@ -19,6 +19,9 @@ import (
 	"github.com/netguard-io/netguard/internal/version"
 	"github.com/netguard-io/netguard/webhook"
 	"github.com/netguard-io/netguard/webhook/certs"
+	"github.com/netguard-io/netguard/webhook/reports"
+	"github.com/netguard-io/netguard/webhook/serviceguard"
+	"github.com/netguard-io/netguard/webhook/serving"
 )
 
 // serveOptions are the flags of `netguard serve`.
@@ -108,7 +111,7 @@ func runServe(ctx context.Context, opts *serveOptions, cfg *config.Config) error
 		return err
 	}
 	opts.server.Version = version.Get()
-	mgr, err := webhook.NewManager(restCfg, opts.server, cfg)
+	mgr, guard, err := webhook.NewManager(restCfg, opts.server, cfg)
 	if err != nil {
 		return err
 	}
@@ -118,6 +121,9 @@ func runServe(ctx context.Context, opts *serveOptions, cfg *config.Config) error
 		err = certs.WatchCertDir(mgr)
 	}
 	if err != nil {
+		return err
+	}
+	if err := setupReports(mgr, guard, cfg, opts.server.Version); err != nil {
 		return err
 	}
 	// The bound addresses, also when a port was 0: scripts and tests that
@@ -139,4 +145,22 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 		return nil, fmt.Errorf("reading --kubeconfig %s: %w", kubeconfig, err)
 	}
 	return cfg, nil
+}
+
+// setupReports adds the writer of the OpenReports Reports when they are
+// enabled; it reads the Service guard's view of the cluster.
+func setupReports(mgr *serving.Manager, guard *serviceguard.Guard, cfg *config.Config, version string) error {
+	if !cfg.Reports.Enabled {
+		return nil
+	}
+	log := ctrl.Log.WithName("reports")
+	if !cfg.ServiceGuard.Enabled {
+		log.Info("Reports need the Service guard's view of the cluster (serviceGuard.enabled); no Reports are written")
+		return nil
+	}
+	w, err := reports.New(mgr.GetConfig(), cfg, guard.Stores(), guard.Synced, mgr.Leads, version, log)
+	if err != nil {
+		return fmt.Errorf("setting up the Reports: %w", err)
+	}
+	return mgr.Add(w)
 }

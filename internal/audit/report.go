@@ -43,6 +43,10 @@ const (
 	PolicyPods = "pod-policies"
 )
 
+// RuleSelector is the rule of a pass result of PolicyServiceGuard: the
+// Service's selector, judged whole.
+const RuleSelector = "selector"
+
 // Rules of PolicyPods.
 const (
 	// RuleMutate: netguard would change the pod if it were created now
@@ -66,6 +70,9 @@ const (
 	// netguard.io/allow-subset-selector, an nginx pod opted out of the
 	// sidecar. Listed, but not counted as a finding.
 	Skip Outcome = "skip"
+	// Pass: a Service judged without findings (only with Options.Passes,
+	// for Reports).
+	Pass Outcome = "pass"
 )
 
 // Verdict is what the Service guard would do with a finding at admission
@@ -159,6 +166,7 @@ type Summary struct {
 	Fail int `json:"fail"`
 	Warn int `json:"warn"`
 	Skip int `json:"skip"`
+	Pass int `json:"pass,omitempty"`
 }
 
 // Findings is the number of results that are findings (fail or warn).
@@ -229,6 +237,8 @@ func (rep *Report) finish() {
 			rep.Summary.Warn++
 		case Skip:
 			rep.Summary.Skip++
+		case Pass:
+			rep.Summary.Pass++
 		}
 	}
 	if rep.Results == nil {

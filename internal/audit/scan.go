@@ -47,6 +47,12 @@ type Options struct {
 	Progress io.Writer
 	// ProgressInterval defaults to 5 seconds.
 	ProgressInterval time.Duration
+	// Live, inside a running netguard serve, are the Service guard's stores:
+	// workloads, Services and lean pods are read from them instead of
+	// listed, and only namespaces and pods (to judge them) are listed.
+	Live *serviceguard.Stores
+	// Passes adds a pass result for each judged Service without findings.
+	Passes bool
 }
 
 // Run scans the cluster restCfg points at with the settings cfg, read-only,
@@ -146,23 +152,31 @@ func (s *scanner) scan(ctx context.Context) error {
 		return nil
 	}
 	rollouts := false
-	if judgeServices {
+	if judgeServices && s.opts.Live == nil {
 		var err error
 		if rollouts, err = s.rolloutsListable(ctx); err != nil {
 			return err
 		}
 	}
-	s.stores = serviceguard.NewStores(rollouts)
+	if s.opts.Live != nil {
+		s.stores = *s.opts.Live
+	} else {
+		s.stores = serviceguard.NewStores(rollouts)
+	}
 	if judgePods {
 		s.pods = newPodJudge(s.cfg, s.opts.Version, s.stores.ReplicaSets)
 		s.pods.env.ClusterDNS = s.clusterDNS(ctx)
 		s.report.Settings.ClusterDNS = s.pods.env.ClusterDNS
 	}
-	if err := s.readWorkloads(ctx, judgeServices, rollouts); err != nil {
-		return err
+	if s.opts.Live == nil {
+		if err := s.readWorkloads(ctx, judgeServices, rollouts); err != nil {
+			return err
+		}
 	}
-	if err := s.readPods(ctx); err != nil {
-		return err
+	if s.opts.Live == nil || judgePods {
+		if err := s.readPods(ctx); err != nil {
+			return err
+		}
 	}
 	if s.pods != nil {
 		s.report.Results = append(s.report.Results, s.pods.results()...)
@@ -409,8 +423,10 @@ func (s *scanner) readPods(ctx context.Context) error {
 			pod := &l.Items[i]
 			s.report.Scanned.Pods++
 			s.progress.add(pod.Namespace)
-			if err := s.keep(s.stores.Pods, serviceguard.TransformPod, pod); err != nil {
-				return err
+			if s.opts.Live == nil {
+				if err := s.keep(s.stores.Pods, serviceguard.TransformPod, pod); err != nil {
+					return err
+				}
 			}
 			if s.pods != nil && s.podsSelected(pod.Namespace) && live(pod) {
 				s.report.Scanned.PodsJudged++
@@ -439,9 +455,22 @@ func (s *scanner) judgeServices() {
 		if r.Skipped != "" {
 			continue
 		}
+		if s.opts.Namespace != "" && svc.Namespace != s.opts.Namespace {
+			continue // the live stores hold every namespace
+		}
 		s.report.Scanned.ServicesJudged++
+		if s.opts.Live != nil {
+			s.report.Scanned.Services++ // judged ones: the live stores were not read for this scan
+		}
 		if r.ModeErr != nil {
 			s.note("namespace %s: %v", svc.Namespace, r.ModeErr)
+		}
+		if len(r.Decision.Outcomes) == 0 && s.opts.Passes {
+			s.report.Results = append(s.report.Results, Result{
+				Source: Source, Policy: PolicyServiceGuard, Rule: RuleSelector, Result: Pass,
+				Message:   "the selector routes to every revision of the workloads it matches",
+				Resources: []corev1.ObjectReference{{APIVersion: "v1", Kind: "Service", Namespace: svc.Namespace, Name: svc.Name, UID: svc.UID}},
+			})
 		}
 		for _, o := range r.Decision.Outcomes {
 			s.report.Results = append(s.report.Results, serviceResult(svc, r, o))

@@ -39,6 +39,20 @@ func installCertManagerCRDs(cp *framework.ControlPlane) error {
 	return nil
 }
 
+// installOpenReportsCRDs installs the OpenReports CRDs from the module
+// netguard builds with, for the Reports netguard writes.
+func installOpenReportsCRDs(cp *framework.ControlPlane) error {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/openreports/reports-api").Output()
+	if err != nil {
+		return fmt.Errorf("locating the OpenReports module: %w", err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "config", "crd")
+	if _, err := envtest.InstallCRDs(cp.Config, envtest.CRDInstallOptions{Paths: []string{dir}, ErrorIfPathMissing: true}); err != nil {
+		return fmt.Errorf("installing the OpenReports CRDs from %s: %w", dir, err)
+	}
+	return nil
+}
+
 // restrictedNamespace creates namespace name with Pod Security "restricted"
 // enforced, as a careful cluster would run netguard.
 func restrictedNamespace(t *testing.T, ctx context.Context, name string) {

@@ -70,6 +70,10 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if err := installOpenReportsCRDs(cp); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if err := installPrometheusOperatorCRDs(cp); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	orv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -21,6 +22,8 @@ import (
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/netguard-io/netguard/webhook/reports"
 )
 
 // permission is one verb on one resource, granted by one rule of one of
@@ -72,6 +75,7 @@ var unexercised = map[string]string{
 var rbacValues = map[string]any{
 	"certManager": map[string]any{"enabled": false},
 	"config":      map[string]any{"conflicts": map[string]any{"flips": 2}},
+	"reports":     map[string]any{"enabled": true, "interval": "1s"},
 }
 
 // TestEachRBACPermissionIsNeeded proves the chart's RBAC least privilege:
@@ -108,6 +112,7 @@ func TestEachRBACPermissionIsNeeded(t *testing.T) {
 		waitRBAC(t, ctx, user, perms, missing)
 		prepareCASecret(t, ctx, r, missing)
 		deleteLease(t, ctx, r)
+		prepareReports(t, ctx)
 		s := launchServer(t, ctx, r, config, args...)
 		if missing == nil || needsReadyServer(*missing) {
 			eventually(t, time.Minute, "netguard ready", func() (bool, string) {
@@ -290,7 +295,32 @@ func deleteLease(t *testing.T, ctx context.Context, r rendered) {
 // needsReadyServer: permissions used only once netguard serves, by the
 // requests exercise makes.
 func needsReadyServer(p permission) bool {
-	return p.resource == "events" || (p.resource == "services" && p.verb == "get")
+	return p.resource == "events" || p.resource == "reports" || (p.resource == "services" && p.verb == "get")
+}
+
+// prepareReports leaves netguard a Report to update (stale results in a
+// namespace it acts on) and one to delete (in a namespace it does not act
+// on); the run's opted-in namespace gets one created.
+func prepareReports(t *testing.T, ctx context.Context) {
+	t.Helper()
+	rc, err := client.New(cp.Config, client.Options{Scheme: reports.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, labels := range []map[string]string{{"netguard.io/inject": "enabled"}, nil} {
+		ns := "rbac-reports-" + utilrand.String(5)
+		if _, err := cp.CreateNamespace(ctx, ns, labels); err != nil {
+			t.Fatal(err)
+		}
+		stale := &orv1alpha1.Report{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: reports.Name, Labels: map[string]string{reports.ManagedByLabel: "netguard"}},
+			Source:     "netguard",
+			Results:    []orv1alpha1.ReportResult{{Source: "netguard", Policy: "stale", Result: "fail"}},
+		}
+		if err := rc.Create(ctx, stale); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // exercise makes netguard use what it only uses while serving: a pod in

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -38,6 +39,11 @@ var valueCases = map[string]struct {
 		check: func(t *testing.T, r rendered) {
 			r.wantKinds(t, "Certificate", "Issuer", "PodDisruptionBudget", "Role", "RoleBinding", "ValidatingWebhookConfiguration")
 			r.wantNoKinds(t, "Secret", "ServiceMonitor")
+			for _, rule := range r.clusterRole.Rules {
+				if slices.Contains(rule.APIGroups, "openreports.io") {
+					t.Errorf("RBAC for Reports rendered with reports off: %+v", rule)
+				}
+			}
 			if got := r.deployment.Spec.Replicas; got == nil || *got != 2 {
 				t.Errorf("replicas = %v, want 2", got)
 			}
@@ -66,6 +72,19 @@ var valueCases = map[string]struct {
 			r.wantConfig(t, func(c *config.Config) bool {
 				return c.Namespaces.Mode == config.NamespaceModeClusterWide && slices.Equal(c.Namespaces.Exclude, []string{"legacy"})
 			})
+		},
+	},
+	"reports": {
+		values: map[string]any{"reports": map[string]any{"enabled": true, "interval": "10m"}},
+		check: func(t *testing.T, r rendered) {
+			r.wantConfig(t, func(c *config.Config) bool {
+				return c.Reports.Enabled && c.Reports.IntervalDuration() == 10*time.Minute
+			})
+			if !slices.ContainsFunc(r.clusterRole.Rules, func(rule rbacv1.PolicyRule) bool {
+				return slices.Equal(rule.APIGroups, []string{"openreports.io"}) && slices.Equal(rule.Verbs, []string{"get", "list", "create", "update", "delete"})
+			}) {
+				t.Errorf("no RBAC for openreports.io Reports: %+v", r.clusterRole.Rules)
+			}
 		},
 	},
 	"service guard in every namespace": {

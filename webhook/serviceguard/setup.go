@@ -47,6 +47,7 @@ const ReadyzName = "serviceguard-cache"
 type Guard struct {
 	cache     cache.Cache
 	view      *ClusterView
+	stores    Stores
 	informers []cache.Informer
 	rollouts  bool
 	disabled  bool
@@ -167,6 +168,7 @@ func Setup(mgr manager.Manager, cfg *config.Config, wrap ...func(admission.Handl
 		}
 	}
 	g.view = NewClusterView(s)
+	g.stores = s
 
 	if cfg.ServiceGuard.Coverage.Enabled {
 		cov := newCoverage(g.view, s.Services, cfg, mgr.GetEventRecorder("netguard"), log.WithName("coverage"), clock.RealClock{})
@@ -232,6 +234,9 @@ func (r cacheRunnable) Start(ctx context.Context) error { return r.cache.Start(c
 
 // NeedLeaderElection implements manager.LeaderElectionRunnable.
 func (cacheRunnable) NeedLeaderElection() bool { return false }
+
+// Stores are the lean stores the view reads (zero when disabled).
+func (g *Guard) Stores() Stores { return g.stores }
 
 // View is the guard's view of the cluster (nil when disabled).
 func (g *Guard) View() *ClusterView { return g.view }

@@ -139,7 +139,8 @@ settings given a value are written; netguard has defaults for the rest.
   "dns" (dict "ndots" $v.dns.ndots "search" $search)
   "dnsProxy" $dnsProxy
   "serviceGuard" (dict "enabled" $v.serviceGuard.enabled "mode" $v.serviceGuard.mode "namespaceMode" (include "netguard.serviceNamespaceMode" .) "coverage" $v.serviceGuard.coverage)
-  "conflicts" (dict "enabled" $v.conflicts.enabled "mode" $v.conflicts.mode) -}}
+  "conflicts" (dict "enabled" $v.conflicts.enabled "mode" $v.conflicts.mode)
+  "reports" (dict "enabled" $v.reports.enabled "interval" $v.reports.interval) -}}
 {{- $config := deepCopy (default dict $v.config) -}}
 {{- $_ := include "netguard.mergeInto" (list $config $typed) -}}
 {{- toYaml $config -}}

@@ -1,0 +1,125 @@
+package integration
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	orv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/netguard-io/netguard/webhook/reports"
+)
+
+// installOpenReports installs the OpenReports CRDs from the module netguard
+// builds with, until t ends.
+func installOpenReports(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/openreports/reports-api").Output()
+	if err != nil {
+		t.Fatalf("locating the OpenReports module: %v", err)
+	}
+	opts := envtest.CRDInstallOptions{Paths: []string{filepath.Join(strings.TrimSpace(string(out)), "config", "crd")}, ErrorIfPathMissing: true}
+	crds, err := envtest.InstallCRDs(cp.Config, opts)
+	if err != nil {
+		t.Fatalf("installing the OpenReports CRDs: %v", err)
+	}
+	t.Cleanup(func() {
+		opts.CRDs = crds
+		if err := envtest.UninstallCRDs(cp.Config, opts); err != nil {
+			t.Errorf("uninstalling the OpenReports CRDs: %v", err)
+		}
+	})
+}
+
+// TestReports: with reports enabled and no OpenReports API, netguard says
+// so once and writes nothing; once the API is installed, the namespace that
+// opted in after its workloads were created gets a Report with a result per
+// Service and per group of pods, with admission's messages; a sync that
+// finds nothing new writes nothing; a change is written; a namespace that
+// opts out loses its Report.
+func TestReports(t *testing.T) {
+	ctx := context.Background()
+	restartServer(t, writeConfig(t, "reports:\n  enabled: true\n  interval: 1s\n"))
+	t.Cleanup(func() { restartServer(t, "") })
+	const absent = "OpenReports API (openreports.io/v1alpha1) not installed"
+	waitFor(t, 20*time.Second, "netguard saying the OpenReports API is absent", func() bool { return strings.Contains(server.Log(), absent) })
+	time.Sleep(3 * time.Second) // three syncs
+	if n := strings.Count(server.Log(), absent); n != 1 {
+		t.Errorf("said %d times that the OpenReports API is absent, want once", n)
+	}
+
+	ns := legacyNamespace(t)
+	create(t, service(ns, "steady", labels("app", "distributor")))
+	installOpenReports(t)
+	rc, err := client.New(cp.Config, client.Options{Scheme: reports.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKey{Namespace: ns, Name: reports.Name}
+	report := &orv1alpha1.Report{}
+	waitFor(t, 30*time.Second, "the Report of "+ns, func() bool { return rc.Get(ctx, key, report) == nil })
+
+	result := func(name string) []orv1alpha1.ReportResult {
+		var out []orv1alpha1.ReportResult
+		for _, r := range report.Results {
+			if slices.ContainsFunc(r.Subjects, func(o corev1.ObjectReference) bool { return o.Name == name }) {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	if r := result("distributor"); len(r) != 1 || r[0].Rule != "revision-subset" || r[0].Result != "fail" ||
+		!strings.Contains(r[0].Description, "3 of 10 pods of Deployment "+ns+"/distributor") {
+		t.Errorf("distributor: %+v, want a revision-subset fail with the counts", r)
+	}
+	if r := result("orphan"); len(r) != 1 || r[0].Rule != "matches-nothing" || r[0].Result != "warn" {
+		t.Errorf("orphan: %+v, want a matches-nothing warn", r)
+	}
+	if r := result("steady"); len(r) != 1 || r[0].Result != "pass" {
+		t.Errorf("steady: %+v, want a pass", r)
+	}
+	if r := result("gateway"); len(r) != 1 || r[0].Rule != "mutate" || !strings.Contains(r[0].Properties["changes"], "dns-proxy") {
+		t.Errorf("gateway (nginx created before netguard): %+v, want what netguard would change, the sidecar included", r)
+	}
+	if r := result("edge"); !slices.ContainsFunc(r, func(x orv1alpha1.ReportResult) bool { return x.Rule == "dns-sidecar" && x.Result == "skip" }) {
+		t.Errorf("edge (nginx opted out of the sidecar): %+v, want a dns-sidecar skip", r)
+	}
+	if report.Summary.Fail < 2 || report.Summary.Warn < 1 || report.Summary.Pass != 1 || report.Source != "netguard" {
+		t.Errorf("summary %+v, source %q", report.Summary, report.Source)
+	}
+	t.Logf("Report %s: %+v, %d results", key, report.Summary, len(report.Results))
+
+	// Nothing changes: nothing is written.
+	written := report.ResourceVersion
+	time.Sleep(3 * time.Second) // three syncs
+	if err := rc.Get(ctx, key, report); err != nil || report.ResourceVersion != written {
+		t.Errorf("the Report was written again with nothing changed (resourceVersion %s -> %s, %v)", written, report.ResourceVersion, err)
+	}
+
+	// A change is written: the partial Service goes.
+	if err := k8s.Delete(ctx, service(ns, "distributor", nil)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the Report without the deleted Service", func() bool {
+		return rc.Get(ctx, key, report) == nil && len(result("distributor")) == 0
+	})
+
+	// The namespace opts out: its Report goes.
+	nsObj := &corev1.Namespace{}
+	if err := k8s.Get(ctx, client.ObjectKey{Name: ns}, nsObj); err != nil {
+		t.Fatal(err)
+	}
+	nsObj.Labels = map[string]string{"netguard.io/inject": "disabled"}
+	if err := k8s.Update(ctx, nsObj); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the Report deleted", func() bool { return apierrors.IsNotFound(rc.Get(ctx, key, report)) })
+}

@@ -1,0 +1,345 @@
+// Package reports publishes what netguard finds in the cluster as
+// OpenReports Reports (openreports.io/v1alpha1): one Report named
+// "netguard" per namespace netguard acts on, with a result per Service (the
+// selector guard's rules: pass, warn or fail, with admission's message) and
+// per group of pods worth showing (created without netguard's changes, or
+// nginx without the DNS sidecar), so that Policy Reporter and
+// `kubectl get reports` show them.
+//
+// The leader re-judges the cluster every interval with the code of
+// `netguard audit`, reading the Service guard's live view and listing pods
+// page by page, and writes only the Reports whose results changed, one
+// write per namespace. Without the OpenReports API installed nothing is
+// written, and the log says so once.
+package reports
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/go-logr/logr"
+	orv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/internal/audit"
+	"github.com/netguard-io/netguard/policies/podpolicy"
+	"github.com/netguard-io/netguard/webhook/serviceguard"
+)
+
+const (
+	// Name of the Report in each namespace.
+	Name = "netguard"
+	// ManagedByLabel marks the Reports netguard keeps.
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	// maxResources bounds the objects listed per result (the pods of a big
+	// workload); the property "resources" then gives the count.
+	maxResources = 50
+	// maxResults bounds the results of one Report, keeping it far below
+	// the API server's object size limit.
+	maxResults = 1000
+)
+
+// Writer keeps the Reports. It runs on every replica and writes only while
+// leads reports true.
+type Writer struct {
+	restCfg  *rest.Config
+	cfg      *config.Config
+	stores   serviceguard.Stores
+	client   client.Client
+	disc     discovery.DiscoveryInterface
+	leads    func() bool
+	synced   func() bool
+	version  string
+	interval time.Duration
+	now      func() time.Time
+	log      logr.Logger
+
+	installed *bool             // the API was there at the last look
+	written   map[string]string // namespace → hash of the results last written
+}
+
+var _ manager.LeaderElectionRunnable = (*Writer)(nil)
+
+// Scheme knows the OpenReports types.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := orv1alpha1.AddToScheme(s); err != nil {
+		panic(fmt.Sprintf("building scheme: %v", err))
+	}
+	return s
+}
+
+// New returns a Writer for the cluster restCfg points at. stores are the
+// Service guard's; synced says when they are complete; leads whether this
+// replica writes.
+func New(restCfg *rest.Config, cfg *config.Config, stores serviceguard.Stores, synced, leads func() bool, version string, log logr.Logger) (*Writer, error) {
+	c, err := client.New(restCfg, client.Options{Scheme: Scheme()})
+	if err != nil {
+		return nil, err
+	}
+	disc, err := discovery.NewDiscoveryClientForConfig(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Writer{
+		restCfg: restCfg, cfg: cfg, stores: stores, client: c, disc: disc,
+		leads: leads, synced: synced, version: version,
+		interval: cfg.Reports.IntervalDuration(), now: time.Now, log: log,
+		written: map[string]string{},
+	}, nil
+}
+
+// NeedLeaderElection implements manager.LeaderElectionRunnable: the writer
+// runs everywhere and writes only on the leader, so that a new leader
+// starts at once.
+func (*Writer) NeedLeaderElection() bool { return false }
+
+// Start writes the Reports every interval until ctx ends.
+func (w *Writer) Start(ctx context.Context) error {
+	next := time.NewTimer(min(w.interval, 10*time.Second))
+	defer next.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-next.C:
+		}
+		if err := w.Sync(ctx); err != nil {
+			w.log.Error(err, "Writing the Reports failed; trying again next interval")
+		}
+		next.Reset(w.interval)
+	}
+}
+
+// Sync judges the cluster and writes the Reports that changed, if this
+// replica leads, the view is complete and the API is installed.
+func (w *Writer) Sync(ctx context.Context) error {
+	if !w.leads() || !w.synced() || !w.apiInstalled() {
+		return nil
+	}
+	began := w.now()
+	rep, err := audit.Run(ctx, w.restCfg, w.cfg, audit.Options{Live: &w.stores, Passes: true, Version: w.version})
+	if err != nil {
+		return err
+	}
+	byNamespace := map[string][]audit.Result{}
+	for _, r := range rep.Results {
+		byNamespace[r.Namespace()] = append(byNamespace[r.Namespace()], r)
+	}
+	wanted := w.namespaces()
+	writes := 0
+	for _, ns := range wanted {
+		wrote, err := w.write(ctx, ns, byNamespace[ns])
+		if err != nil {
+			return fmt.Errorf("Report in namespace %s: %w", ns, err)
+		}
+		if wrote {
+			writes++
+		}
+	}
+	deleted, err := w.deleteOthers(ctx, wanted)
+	if err != nil {
+		return err
+	}
+	reportSyncs.Inc()
+	reportWrites.Add(float64(writes + deleted))
+	if writes+deleted > 0 {
+		w.log.Info("Reports written", "namespaces", len(wanted), "written", writes, "deleted", deleted,
+			"fail", rep.Summary.Fail, "warn", rep.Summary.Warn, "took", w.now().Sub(began).Round(time.Millisecond).String())
+	}
+	return nil
+}
+
+// apiInstalled looks the OpenReports API up, and says when that changes.
+func (w *Writer) apiInstalled() bool {
+	_, err := w.disc.ServerResourcesForGroupVersion(orv1alpha1.SchemeGroupVersion.String())
+	installed := err == nil
+	if err != nil && !apierrors.IsNotFound(err) {
+		w.log.V(1).Info("Looking up the OpenReports API", "error", err.Error())
+		return false
+	}
+	if w.installed == nil || *w.installed != installed {
+		if installed {
+			w.log.Info("OpenReports API installed: netguard keeps a Report per namespace it acts on")
+		} else {
+			w.log.Info("OpenReports API (openreports.io/v1alpha1) not installed: no Reports are written until it is")
+		}
+		w.installed = &installed
+	}
+	return installed
+}
+
+// namespaces are those netguard acts on: its pods or its Services.
+func (w *Writer) namespaces() []string {
+	var out []string
+	for _, obj := range w.stores.Namespaces.List() {
+		ns, ok := obj.(*corev1.Namespace)
+		if !ok {
+			continue
+		}
+		label := ns.Labels[podpolicy.LabelInject]
+		pods := (w.cfg.DNS.Enabled || w.cfg.DNSProxy.Enabled) && w.cfg.Namespaces.Selects(ns.Name, label)
+		services := w.cfg.ServiceGuard.Enabled && w.cfg.ServiceNamespaces().Selects(ns.Name, label)
+		if pods || services {
+			out = append(out, ns.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// write makes the Report of namespace ns hold results; it reports whether
+// it wrote.
+func (w *Writer) write(ctx context.Context, ns string, results []audit.Result) (bool, error) {
+	desired := reportResults(results)
+	hash := hashOf(desired)
+	if w.written[ns] == hash {
+		return false, nil
+	}
+	existing := &orv1alpha1.Report{}
+	err := w.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: Name}, existing)
+	switch {
+	case apierrors.IsNotFound(err):
+		existing = nil
+	case err != nil:
+		return false, err
+	}
+	now := metav1.Timestamp{Seconds: w.now().Unix()}
+	stamp(desired, existing, now)
+	report := &orv1alpha1.Report{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: Name, Labels: map[string]string{ManagedByLabel: "netguard"}},
+		Source:     audit.Source,
+		Summary:    summary(desired),
+		Results:    desired,
+	}
+	if existing == nil {
+		if err := w.client.Create(ctx, report); err != nil {
+			return false, err
+		}
+	} else {
+		if hashOf(existing.Results) == hash && existing.Summary == report.Summary {
+			w.written[ns] = hash // netguard restarted: the Report is current
+			return false, nil
+		}
+		report.ResourceVersion = existing.ResourceVersion
+		if err := w.client.Update(ctx, report); err != nil {
+			return false, err
+		}
+	}
+	w.written[ns] = hash
+	return true, nil
+}
+
+// deleteOthers deletes netguard's Reports in namespaces it no longer acts on.
+func (w *Writer) deleteOthers(ctx context.Context, wanted []string) (int, error) {
+	list := &orv1alpha1.ReportList{}
+	if err := w.client.List(ctx, list, client.MatchingLabels{ManagedByLabel: "netguard"}); err != nil {
+		return 0, err
+	}
+	n := 0
+	for i := range list.Items {
+		r := &list.Items[i]
+		if r.Name != Name || slices.Contains(wanted, r.Namespace) {
+			continue
+		}
+		if err := w.client.Delete(ctx, r); err != nil && !apierrors.IsNotFound(err) {
+			return n, err
+		}
+		delete(w.written, r.Namespace)
+		n++
+	}
+	return n, nil
+}
+
+// reportResults converts audit results into OpenReports results.
+func reportResults(results []audit.Result) []orv1alpha1.ReportResult {
+	out := make([]orv1alpha1.ReportResult, 0, min(len(results), maxResults))
+	for _, r := range results {
+		if len(out) == maxResults {
+			break
+		}
+		props := map[string]string{}
+		for k, v := range r.Properties {
+			props[k] = v
+		}
+		subjects := r.Resources
+		if len(subjects) > maxResources {
+			props["resources"] = fmt.Sprint(len(subjects))
+			subjects = subjects[:maxResources]
+		}
+		if len(props) == 0 {
+			props = nil
+		}
+		out = append(out, orv1alpha1.ReportResult{
+			Source:      r.Source,
+			Policy:      r.Policy,
+			Rule:        r.Rule,
+			Category:    "Networking",
+			Result:      orv1alpha1.Result(r.Result),
+			Scored:      true,
+			Subjects:    slices.Clone(subjects),
+			Description: r.Message,
+			Properties:  props,
+		})
+	}
+	return out
+}
+
+// hashOf identifies a set of results, timestamps aside.
+func hashOf(results []orv1alpha1.ReportResult) string {
+	h := sha256.New()
+	for _, r := range results {
+		r.Timestamp = metav1.Timestamp{}
+		b, _ := json.Marshal(r)
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// stamp gives each result the time it was first reported: that of the
+// same result in existing, else now.
+func stamp(results []orv1alpha1.ReportResult, existing *orv1alpha1.Report, now metav1.Timestamp) {
+	seen := map[string]metav1.Timestamp{}
+	if existing != nil {
+		for _, r := range existing.Results {
+			seen[hashOf([]orv1alpha1.ReportResult{r})] = r.Timestamp
+		}
+	}
+	for i := range results {
+		if ts, ok := seen[hashOf(results[i:i+1])]; ok {
+			results[i].Timestamp = ts
+		} else {
+			results[i].Timestamp = now
+		}
+	}
+}
+
+func summary(results []orv1alpha1.ReportResult) orv1alpha1.ReportSummary {
+	var s orv1alpha1.ReportSummary
+	for _, r := range results {
+		switch audit.Outcome(r.Result) {
+		case audit.Pass:
+			s.Pass++
+		case audit.Fail:
+			s.Fail++
+		case audit.Warn:
+			s.Warn++
+		case audit.Skip:
+			s.Skip++
+		}
+	}
+	return s
+}
