@@ -83,37 +83,9 @@ type measurement struct {
 }
 
 func TestServeMemoryAtScale(t *testing.T) {
-	sizes := podCounts(t)
-	if len(sizes) == 0 {
-		t.Skip("benchmark: set NETGUARD_SCALE_PODS (make bench-scale)")
-	}
-	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		t.Fatalf("KUBEBUILDER_ASSETS is not set: %s", framework.AssetsHint)
-	}
-	cp, err := framework.StartControlPlaneWith(framework.ControlPlaneOptions{EtcdQuotaBytes: etcdQuota})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cp.Stop() })
-
-	dir := t.TempDir()
-	netguard, err := framework.BuildNetguard(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	baseline := filepath.Join(dir, "baseline")
-	if out, err := exec.Command("go", "build", "-o", baseline, "./baseline").CombinedOutput(); err != nil {
-		t.Fatalf("building the baseline: %v\n%s", err, out)
-	}
-
-	ctx := context.Background()
-	cfg := rest.CopyConfig(cp.Config)
-	cfg.QPS, cfg.Burst = 5000, 10000
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newCluster(cs)
+	h := newHarness(t, "make bench-scale")
+	sizes, cp, netguard, baseline, ctx := h.sizes, h.cp, h.netguard, h.baseline, context.Background()
+	c := newCluster(h.cs)
 	if err := c.createWorkloads(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -486,4 +458,47 @@ func (c *cluster) createPod(ctx context.Context, i int) error {
 			return fmt.Errorf("creating pod %s/%s: %w", pod.Namespace, pod.Name, err)
 		}
 	}
+}
+
+// harness is what the scale benchmarks start from: the sizes asked for, a
+// control plane with room for them and a fast client to it, and netguard,
+// the baseline and peakrss built.
+type harness struct {
+	sizes                   []int
+	cp                      *framework.ControlPlane
+	cs                      kubernetes.Interface
+	dir, netguard, baseline string
+	peakrss                 string
+}
+
+// newHarness skips t unless NETGUARD_SCALE_PODS asks for sizes (target is
+// the make target that sets it, for the message).
+func newHarness(t *testing.T, target string) *harness {
+	t.Helper()
+	h := &harness{sizes: podCounts(t)}
+	if len(h.sizes) == 0 {
+		t.Skip("benchmark: set NETGUARD_SCALE_PODS (" + target + ")")
+	}
+	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
+		t.Fatalf("KUBEBUILDER_ASSETS is not set: %s", framework.AssetsHint)
+	}
+	var err error
+	if h.cp, err = framework.StartControlPlaneWith(framework.ControlPlaneOptions{EtcdQuotaBytes: etcdQuota}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.cp.Stop() })
+	h.dir = t.TempDir()
+	if h.netguard, err = framework.BuildNetguard(h.dir); err != nil {
+		t.Fatal(err)
+	}
+	h.baseline, h.peakrss = filepath.Join(h.dir, "baseline"), filepath.Join(h.dir, "peakrss")
+	if out, err := exec.Command("go", "build", "-o", h.dir, "./baseline", "./peakrss").CombinedOutput(); err != nil {
+		t.Fatalf("building the baseline and peakrss: %v\n%s", err, out)
+	}
+	cfg := rest.CopyConfig(h.cp.Config)
+	cfg.QPS, cfg.Burst = 5000, 10000
+	if h.cs, err = kubernetes.NewForConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
