@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/netguard-io/netguard/test/framework"
 	"github.com/netguard-io/netguard/webhook/reports"
 )
 
@@ -115,7 +116,7 @@ func TestEachRBACPermissionIsNeeded(t *testing.T) {
 		prepareReports(t, ctx)
 		s := launchServer(t, ctx, r, config, args...)
 		if missing == nil || needsReadyServer(*missing) {
-			eventually(t, time.Minute, "netguard ready", func() (bool, string) {
+			framework.Eventually(t, time.Minute, "netguard ready", func() (bool, string) {
 				return s.Probe("/readyz") == http.StatusOK, tail(s.Log(), 20)
 			})
 			// Only the leader records Events.
@@ -129,7 +130,7 @@ func TestEachRBACPermissionIsNeeded(t *testing.T) {
 			time.Sleep(2 * time.Second)
 			return s.Log()
 		}
-		eventually(t, 30*time.Second, "netguard missing "+missing.String(), func() (bool, string) {
+		framework.Eventually(t, 30*time.Second, "netguard missing "+missing.String(), func() (bool, string) {
 			return strings.Contains(s.Log(), missing.forbidden()), "log:\n" + tail(s.Log(), 20)
 		})
 		return s.Log()
@@ -241,7 +242,7 @@ func applyRoles(t *testing.T, ctx context.Context, roles objects, missing *permi
 // the RBAC change before it.
 func waitRBAC(t *testing.T, ctx context.Context, user string, perms []permission, missing *permission) {
 	t.Helper()
-	eventually(t, 30*time.Second, "RBAC in place", func() (bool, string) {
+	framework.Eventually(t, 30*time.Second, "RBAC in place", func() (bool, string) {
 		for _, p := range perms {
 			want := missing == nil || p != *missing
 			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
@@ -271,7 +272,7 @@ func prepareCASecret(t *testing.T, ctx context.Context, r rendered, missing *per
 	if err := cp.Client.Delete(ctx, secret); err != nil && !apierrors.IsNotFound(err) {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "CA Secret deleted", func() (bool, string) {
+	framework.Eventually(t, 10*time.Second, "CA Secret deleted", func() (bool, string) {
 		err := cp.Client.Get(ctx, client.ObjectKeyFromObject(secret), &corev1.Secret{})
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
 	})
@@ -394,7 +395,7 @@ func TestServiceGuardUntilItsViewSyncs(t *testing.T) {
 	waitRBAC(t, ctx, "system:serviceaccount:"+serverNamespace+":"+sa, perms, &listPods)
 
 	s := launchServer(t, ctx, r, configFile(t, r), append(serverArgs(r), "--kubeconfig", serviceAccountKubeconfig(t, r))...)
-	eventually(t, 30*time.Second, "netguard failing to list pods", func() (bool, string) {
+	framework.Eventually(t, 30*time.Second, "netguard failing to list pods", func() (bool, string) {
 		return strings.Contains(s.Log(), listPods.forbidden()), tail(s.Log(), 10)
 	})
 	for range 5 {
@@ -431,7 +432,7 @@ func TestServiceGuardUntilItsViewSyncs(t *testing.T) {
 	// The permission comes back: the view syncs on the informer's next try.
 	applyRoles(t, ctx, roles, nil)
 	start := time.Now()
-	eventually(t, 90*time.Second, "netguard ready once it may list pods", func() (bool, string) {
+	framework.Eventually(t, 90*time.Second, "netguard ready once it may list pods", func() (bool, string) {
 		return s.Probe("/readyz") == http.StatusOK, "not ready"
 	})
 	t.Logf("ready %v after list pods was granted", time.Since(start).Round(100*time.Millisecond))

@@ -146,7 +146,7 @@ func serviceAccountKubeconfig(t *testing.T, r rendered) string {
 func startServer(t *testing.T, ctx context.Context, r rendered, config string, args ...string) *framework.Server {
 	t.Helper()
 	s := launchServer(t, ctx, r, config, args...)
-	eventually(t, time.Minute, "netguard serve ready", func() (bool, string) {
+	framework.Eventually(t, time.Minute, "netguard serve ready", func() (bool, string) {
 		if !s.Running() {
 			t.Fatalf("netguard serve exited: %v\n%s", s.Wait(), tail(s.Log(), 40))
 		}
@@ -190,7 +190,7 @@ func assertPodMutated(t *testing.T, ctx context.Context, when string) {
 		t.Fatal(err)
 	}
 	i := 0
-	eventually(t, 30*time.Second, when+": a pod mutated by netguard", func() (bool, string) {
+	framework.Eventually(t, 30*time.Second, when+": a pod mutated by netguard", func() (bool, string) {
 		i++
 		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("app-%d", i)},
@@ -202,22 +202,6 @@ func assertPodMutated(t *testing.T, ctx context.Context, when string) {
 		_, ok := pod.Annotations[podpolicy.AnnotationStatus]
 		return ok, fmt.Sprintf("pod %s not mutated; annotations %v", pod.Name, pod.Annotations)
 	})
-}
-
-// eventually polls cond every 200ms for up to limit.
-func eventually(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last: %s", what, limit, state)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // servedCertificate is the leaf the server presents, verified against
@@ -325,21 +309,21 @@ func TestSelfManagedTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rotated []byte
-	eventually(t, time.Minute, "a new CA in the Secret", func() (bool, string) {
+	framework.Eventually(t, time.Minute, "a new CA in the Secret", func() (bool, string) {
 		rotated = readCA()
 		return len(rotated) > 0 && !bytes.Equal(rotated, ca), fmt.Sprintf("%d bytes", len(rotated))
 	})
-	eventually(t, time.Minute, "a serving certificate from the new CA", func() (bool, string) {
+	framework.Eventually(t, time.Minute, "a serving certificate from the new CA", func() (bool, string) {
 		_, err := servedCertificate(addr, "localhost", rotated)
 		return err == nil, fmt.Sprint(err)
 	})
 	// The previous CA stays in caBundle for the grace period, behind the new one.
-	eventually(t, time.Minute, "caBundle with the new CA first", wantBundle(rotated, 2))
+	framework.Eventually(t, time.Minute, "caBundle with the new CA first", wantBundle(rotated, 2))
 	assertPodMutated(t, ctx, "after the CA rotation")
 
 	// caBundle wiped (a bad upgrade, a hand edit): netguard writes it back.
 	setCABundle(t, ctx, r.fullname, nil)
-	eventually(t, time.Minute, "caBundle written back", wantBundle(rotated, 1))
+	framework.Eventually(t, time.Minute, "caBundle written back", wantBundle(rotated, 1))
 	assertPodMutated(t, ctx, "after caBundle was rewritten")
 
 	// A second replica: the same CA, and no caBundle writes back and forth.
@@ -385,7 +369,7 @@ func TestServingCertificateReload(t *testing.T) {
 
 	second := ca.issue(t, "localhost")
 	writeSecretVolume(t, certDir, second)
-	eventually(t, time.Minute, "the renewed certificate served", func() (bool, string) {
+	framework.Eventually(t, time.Minute, "the renewed certificate served", func() (bool, string) {
 		got, err := servedCertificate(addr, "localhost", ca.pem)
 		if err != nil {
 			return false, err.Error()

@@ -26,8 +26,11 @@ const (
 	CoreDNSImage = "netguard.test/coredns:1"
 )
 
-// nginxConf serves "ok" on 8080 and keeps every file nginx writes in /tmp.
-const nginxConf = `pid /tmp/nginx.pid;
+// NginxConf is an nginx.conf for the test nginx image: http holds the
+// directives of its http block, which keeps every file nginx writes in
+// /tmp (the image's root is read-only).
+func NginxConf(http string) string {
+	return `pid /tmp/nginx.pid;
 events {}
 http {
   access_log off;
@@ -36,12 +39,13 @@ http {
   fastcgi_temp_path /tmp/fastcgi;
   uwsgi_temp_path /tmp/uwsgi;
   scgi_temp_path /tmp/scgi;
-  server {
-    listen 8080;
-    location / { return 200 "ok\n"; }
-  }
-}
+` + http + `}
 `
+}
+
+// nginxConf is the image's own configuration: "ok" on 8080.
+var nginxConf = NginxConf(`  server { listen 8080; location / { return 200 "ok\n"; } }
+`)
 
 // buildImages writes an archive per image into dir and returns their paths:
 // the test images and netguard's own (from the static binary at netguard,

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
+	"github.com/netguard-io/netguard/test/framework"
 	"github.com/netguard-io/netguard/test/node"
 )
 
@@ -51,28 +52,12 @@ func newNamespace(t *testing.T, name string, labels map[string]string) string {
 	return name
 }
 
-// eventually polls cond until it holds or limit passes.
-func eventually(t *testing.T, limit time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last: %s", what, limit, state)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
 // readyPods waits until n pods match selector in ns and are all ready,
 // and returns them.
 func readyPods(t *testing.T, ns, selector string, n int) []corev1.Pod {
 	t.Helper()
 	var pods []corev1.Pod
-	eventually(t, 2*time.Minute, fmt.Sprintf("%d ready pods %s in %s", n, selector, ns), func() (bool, string) {
+	framework.Eventually(t, 2*time.Minute, fmt.Sprintf("%d ready pods %s in %s", n, selector, ns), func() (bool, string) {
 		list, err := cluster.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selector})
 		if err != nil {
 			return false, err.Error()
@@ -131,16 +116,7 @@ func restrictedContext() *corev1.SecurityContext {
 // run time through resolver, every second) and answers 502 when it
 // cannot resolve it within timeout.
 func nginxConf(resolver, backend, timeout string) string {
-	return fmt.Sprintf(`pid /tmp/nginx.pid;
-events {}
-http {
-  access_log off;
-  client_body_temp_path /tmp/client_body;
-  proxy_temp_path /tmp/proxy;
-  fastcgi_temp_path /tmp/fastcgi;
-  uwsgi_temp_path /tmp/uwsgi;
-  scgi_temp_path /tmp/scgi;
-  resolver %s valid=1s ipv6=off;
+	return node.NginxConf(fmt.Sprintf(`  resolver %s valid=1s ipv6=off;
   resolver_timeout %s;
   server {
     listen 8080;
@@ -151,8 +127,7 @@ http {
       proxy_connect_timeout 2s;
     }
   }
-}
-`, resolver, timeout, backend)
+`, resolver, timeout, backend))
 }
 
 // nginx creates a Deployment of the test nginx image with conf as its
@@ -207,18 +182,8 @@ func nginx(t *testing.T, ns, name, conf string, annotations map[string]string) {
 // behind a Service called name, and waits until it serves.
 func backend(t *testing.T, ns, name string) {
 	t.Helper()
-	nginx(t, ns, name, `pid /tmp/nginx.pid;
-events {}
-http {
-  access_log off;
-  client_body_temp_path /tmp/client_body;
-  proxy_temp_path /tmp/proxy;
-  fastcgi_temp_path /tmp/fastcgi;
-  uwsgi_temp_path /tmp/uwsgi;
-  scgi_temp_path /tmp/scgi;
-  server { listen 8080; location / { return 200 "backend\n"; } }
-}
-`, map[string]string{"netguard.io/dns-proxy": "false"})
+	nginx(t, ns, name, node.NginxConf(`  server { listen 8080; location / { return 200 "backend\n"; } }
+`), map[string]string{"netguard.io/dns-proxy": "false"})
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: corev1.ServiceSpec{

@@ -20,6 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/netguard-io/netguard/policies/podpolicy"
+	"github.com/netguard-io/netguard/test/framework"
 	"github.com/netguard-io/netguard/test/node"
 )
 
@@ -149,7 +150,7 @@ func testPodDNS(t *testing.T) {
 		// CoreDNS logs each query as it answers it; the log reaches the
 		// kubelet's file moments later.
 		var n int
-		eventually(t, 20*time.Second, "CoreDNS logs settled", func() (bool, string) {
+		framework.Eventually(t, 20*time.Second, "CoreDNS logs settled", func() (bool, string) {
 			prev := n
 			n = coreDNSQueries(t, p.Status.PodIP) - before
 			return n > 0 && n == prev, fmt.Sprintf("%d queries", n)
@@ -243,7 +244,7 @@ func testSidecar(t *testing.T, mode string) {
 		t.Errorf("resolv mode: pod DNS %+v, want nameserver 127.0.0.1", pod.Spec.DNSConfig)
 	}
 	url := fmt.Sprintf("http://%s:8080/", pod.Status.PodIP)
-	eventually(t, 30*time.Second, "nginx answering through the sidecar", func() (bool, string) { return get(url, 5*time.Second) })
+	framework.Eventually(t, 30*time.Second, "nginx answering through the sidecar", func() (bool, string) { return get(url, 5*time.Second) })
 	t.Logf("%s mode: sidecar ready before nginx (%s <= %s), uid 65532, read-only root, nginx resolves through it",
 		mode, sidecar.State.Running.StartedAt.Format(time.RFC3339), main.State.Running.StartedAt.Format(time.RFC3339))
 }
@@ -282,12 +283,12 @@ func testNginxOutage(t *testing.T) {
 	directURL := fmt.Sprintf("http://%s:8080/", directPod.Status.PodIP)
 	guardedURL := fmt.Sprintf("http://%s:8080/", guardedPod.Status.PodIP)
 	for _, u := range []string{directURL, guardedURL} {
-		eventually(t, 30*time.Second, "nginx answering before the fault", func() (bool, string) { return get(u, 5*time.Second) })
+		framework.Eventually(t, 30*time.Second, "nginx answering before the fault", func() (bool, string) { return get(u, 5*time.Second) })
 	}
 
 	// The CoreDNS pod nginx's resolver socket is pinned to, from conntrack.
 	var pinned string
-	eventually(t, 10*time.Second, "nginx's conntrack entry to kube-dns", func() (bool, string) {
+	framework.Eventually(t, 10*time.Second, "nginx's conntrack entry to kube-dns", func() (bool, string) {
 		out, err := node.Conntrack(directPod.Status.PodIP, node.ClusterDNSIP, 53)
 		if err != nil {
 			return false, err.Error()
@@ -406,7 +407,7 @@ func testRollout(t *testing.T) {
 		t.Fatal(err)
 	}
 	var oldRS, newRS appsv1.ReplicaSet
-	eventually(t, time.Minute, "the rollout stalled with both revisions running", func() (bool, string) {
+	framework.Eventually(t, time.Minute, "the rollout stalled with both revisions running", func() (bool, string) {
 		list, err := cluster.Client.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=api"})
 		if err != nil {
 			return false, err.Error()
@@ -449,7 +450,7 @@ func testRollout(t *testing.T) {
 	// With no Service write, api-stable now routes to the old revision only:
 	// the live coverage check reports it once the state has settled.
 	var events []string
-	eventually(t, time.Minute, "the live check's Event on Service api-stable", func() (bool, string) {
+	framework.Eventually(t, time.Minute, "the live check's Event on Service api-stable", func() (bool, string) {
 		list, err := cluster.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=api-stable"})
 		if err != nil {
 			return false, err.Error()
