@@ -6,9 +6,12 @@
 # (test/bench/dnsupstream, an answer-from-the-wire server that is not the
 # bottleneck), and are driven by dnsperf in the same run, alternating, for
 # ROUNDS rounds. Prints qps, p50 and p99 latency per run, the medians, the
-# ratios netguard/dnsmasq and netguard/CoreDNS, and each forwarder's peak
-# memory under load (VmRSS and RssAnon from /proc/PID/status, sampled while
-# dnsperf runs). Only loopback addresses are used.
+# ratios netguard/dnsmasq and netguard/CoreDNS, each forwarder's CPU time
+# per answered query (user + system, from /proc/PID/stat: the forwarder's
+# own cost, which the machine's other load moves less than qps, since all
+# share the cores with dnsperf and the upstream) and its peak memory under
+# load (VmRSS and RssAnon from /proc/PID/status, sampled while dnsperf
+# runs). Only loopback addresses are used.
 #
 # CoreDNS (module github.com/coredns/coredns, COREDNS_VERSION) is built once
 # per machine by hack/coredns.sh; COREDNS=0 leaves it out. Latency comes
@@ -86,6 +89,12 @@ for p in "$UPSTREAM_PORT" "${port[@]}"; do
 	[ -n "$ok" ] || { echo "bench-dns: nothing answers on 127.0.0.1:$p" >&2; cat "$work"/*.log >&2; exit 1; }
 done
 
+# Something else may hold a port and answer in place of a forwarder that
+# could not bind it.
+for t in $targets; do
+	kill -0 "${pid[$t]}" 2>/dev/null || { echo "bench-dns: $t exited at start; is its port in use?" >&2; cat "$work"/*.log >&2; exit 1; }
+done
+
 # memory PID OUT: samples VmRSS and RssAnon (kB) of PID until killed and
 # writes the peaks to OUT.
 memory() {
@@ -107,40 +116,48 @@ percentile() {
 
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
-# run NAME PORT [PID]: one dnsperf run; prints "qps p50_ms p99_ms lost rss_kB anon_kB".
+# cputicks PID: user + system CPU time of PID, in clock ticks.
+cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# run NAME PORT [PID]: one dnsperf run; prints
+# "qps p50_ms p99_ms lost rss_kB anon_kB cpu_us_per_query".
 run() {
-	local out="$work/$1.out" mem="$work/$1.mem" sampler=
+	local out="$work/$1.out" mem="$work/$1.mem" sampler= ticks=
 	if [ -n "${3:-}" ]; then
 		memory "$3" "$mem" &
 		sampler=$!
+		ticks=$(cputicks "$3")
 	fi
 	local verbose=
 	[ "$LATENCY" = 1 ] && verbose=-v
 	dnsperf -s 127.0.0.1 -p "$2" -d "$work/queries" -c "$CLIENTS" -l "$DURATION" $verbose >"$out" 2>&1 || true
-	local rss=- anon=-
+	local rss=- anon=- cpu=-
+	local qps lost completed
+	qps=$(awk '/Queries per second:/ {print $4}' "$out")
+	lost=$(awk '/Queries lost:/ {print $3}' "$out")
+	completed=$(awk '/Queries completed:/ {print $3}' "$out")
 	if [ -n "$sampler" ]; then
+		cpu=$(awk -v t="$(($(cputicks "$3") - ticks))" -v hz="$hz" -v q="${completed:-0}" 'BEGIN { printf "%.1f", q ? t * 1e6 / hz / q : 0 }')
 		kill -TERM "$sampler" && wait "$sampler" || true
 		read -r rss anon <"$mem"
 	fi
-	local qps lost
-	qps=$(awk '/Queries per second:/ {print $4}' "$out")
-	lost=$(awk '/Queries lost:/ {print $3}' "$out")
-	echo "${qps:-0} $(percentile 50 "$out") $(percentile 99 "$out") ${lost:-?} $rss $anon"
+	echo "${qps:-0} $(percentile 50 "$out") $(percentile 99 "$out") ${lost:-?} $rss $anon $cpu"
 }
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-10s %-6s %10s %9s %9s %8s %10s %10s\n' target round qps p50_ms p99_ms lost rss_MB anon_MB
-read -r up_qps up_p50 up_p99 up_lost _ _ < <(run upstream "$UPSTREAM_PORT")
-printf '%-10s %-6s %10.0f %9s %9s %8s %10s %10s\n' upstream - "$up_qps" "$up_p50" "$up_p99" "$up_lost" - -
-declare -A qpss p50s p99s rss anon
+printf '%-10s %-6s %10s %9s %9s %8s %10s %10s %10s\n' target round qps p50_ms p99_ms lost rss_MB anon_MB cpu_us/q
+read -r up_qps up_p50 up_p99 up_lost _ _ _ < <(run upstream "$UPSTREAM_PORT")
+printf '%-10s %-6s %10.0f %9s %9s %8s %10s %10s %10s\n' upstream - "$up_qps" "$up_p50" "$up_p99" "$up_lost" - - -
+declare -A qpss p50s p99s cpus rss anon
 for t in $targets; do rss[$t]=0 anon[$t]=0; done
 for round in $(seq 1 "$ROUNDS"); do
 	# Rotate which goes first, so none always gets the warmer machine.
 	order=$(echo $targets | tr ' ' '\n' | awk -v r="$round" '{v[NR]=$0} END {for (i = 0; i < NR; i++) print v[(i + r - 1) % NR + 1]}')
 	for t in $order; do
-		read -r qps p50 p99 lost r a < <(run "$t" "${port[$t]}" "${pid[$t]}")
-		printf '%-10s %-6s %10.0f %9s %9s %8s %10s %10s\n' "$t" "$round" "$qps" "$p50" "$p99" "$lost" "$(mb "$r")" "$(mb "$a")"
-		qpss[$t]+="$qps " p50s[$t]+="$p50 " p99s[$t]+="$p99 "
+		read -r qps p50 p99 lost r a c < <(run "$t" "${port[$t]}" "${pid[$t]}")
+		printf '%-10s %-6s %10.0f %9s %9s %8s %10s %10s %10s\n' "$t" "$round" "$qps" "$p50" "$p99" "$lost" "$(mb "$r")" "$(mb "$a")" "$c"
+		qpss[$t]+="$qps " p50s[$t]+="$p50 " p99s[$t]+="$p99 " cpus[$t]+="$c "
 		[ "$r" -gt "${rss[$t]}" ] && rss[$t]=$r
 		[ "$a" -gt "${anon[$t]}" ] && anon[$t]=$a
 	done
@@ -148,20 +165,20 @@ done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
-declare -A mq m50 m99
+declare -A mq m50 m99 mcpu
 echo
-printf '%-10s %10s %9s %9s %12s %12s\n' median qps p50_ms p99_ms peak_rss_MB peak_anon_MB
+printf '%-10s %10s %9s %9s %9s %12s %12s\n' median qps p50_ms p99_ms cpu_us/q peak_rss_MB peak_anon_MB
 for t in $targets; do
 	# shellcheck disable=SC2086
-	mq[$t]=$(median ${qpss[$t]}) m50[$t]=$(median ${p50s[$t]}) m99[$t]=$(median ${p99s[$t]})
-	printf '%-10s %10.0f %9.3f %9.3f %12s %12s\n' "$t" "${mq[$t]}" "${m50[$t]}" "${m99[$t]}" "$(mb "${rss[$t]}")" "$(mb "${anon[$t]}")"
+	mq[$t]=$(median ${qpss[$t]}) m50[$t]=$(median ${p50s[$t]}) m99[$t]=$(median ${p99s[$t]}) mcpu[$t]=$(median ${cpus[$t]})
+	printf '%-10s %10.0f %9.3f %9.3f %9.1f %12s %12s\n' "$t" "${mq[$t]}" "${m50[$t]}" "${m99[$t]}" "${mcpu[$t]}" "$(mb "${rss[$t]}")" "$(mb "${anon[$t]}")"
 done
 echo
 for t in $targets; do
 	[ "$t" = netguard ] && continue
 	awk -v t="$t" -v nq="${mq[netguard]}" -v tq="${mq[$t]}" -v n50="${m50[netguard]}" -v t50="${m50[$t]}" \
-		-v n99="${m99[netguard]}" -v t99="${m99[$t]}" 'BEGIN {
-		printf "ratio netguard/%-8s qps %.2f   p50 %.2f   p99 %.2f\n", t, nq/tq, n50/t50, n99/t99
+		-v n99="${m99[netguard]}" -v t99="${m99[$t]}" -v nc="${mcpu[netguard]}" -v tc="${mcpu[$t]}" 'BEGIN {
+		printf "ratio netguard/%-8s qps %.2f   p50 %.2f   p99 %.2f   cpu/query %.2f\n", t, nq/tq, n50/t50, n99/t99, nc/tc
 	}'
 done
 echo "command: dnsperf -s 127.0.0.1 -p PORT -d QUERIES -c $CLIENTS -l $DURATION$([ "$LATENCY" = 1 ] && echo " -v"); $ROUNDS rounds, cache off on all, upstream test/bench/dnsupstream on 127.0.0.1:$UPSTREAM_PORT"
