@@ -53,6 +53,8 @@ type Cluster struct {
 	Kubeconfig string
 	Config     *rest.Config
 	Client     kubernetes.Interface
+	// Warnings are the API server's warnings to Client.
+	Warnings *Warnings
 	// NetguardImage is the image netguard's chart runs.
 	NetguardImage string
 	opts          Options
@@ -199,6 +201,8 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return nil, err
 	}
 	c.Config.QPS, c.Config.Burst = 50, 100
+	c.Warnings = &Warnings{}
+	c.Config.WarningHandler = c.Warnings
 	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	"github.com/netguard-io/netguard/policies/podpolicy"
@@ -397,6 +398,8 @@ func testRollout(t *testing.T) {
 
 	// The new revision has tier=gold instead of track=stable and never
 	// becomes ready: the Deployment controller surges one pod and waits.
+	// netguard admits the change with a warning.
+	mark := cluster.Warnings.Mark()
 	if err := updateDeployment(ctx, ns, "api", func(d *appsv1.Deployment) {
 		d.Spec.Template.Labels = map[string]string{"app": "api", "tier": "gold"}
 		d.Spec.Template.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
@@ -405,6 +408,10 @@ func testRollout(t *testing.T) {
 		}
 	}); err != nil {
 		t.Fatal(err)
+	}
+	dropped := "the new pod template of Deployment " + ns + "/api drops track=stable, which Service api-stable selects"
+	if warnings := cluster.Warnings.Since(mark); !slices.ContainsFunc(warnings, func(w string) bool { return strings.Contains(w, dropped) }) {
+		t.Errorf("updating the Deployment gave warnings %q, want one saying %q", warnings, dropped)
 	}
 	var oldRS, newRS appsv1.ReplicaSet
 	framework.Eventually(t, time.Minute, "the rollout stalled with both revisions running", func() (bool, string) {
@@ -469,13 +476,16 @@ func testRollout(t *testing.T) {
 }
 
 func updateDeployment(ctx context.Context, ns, name string, change func(*appsv1.Deployment)) error {
-	d, err := cluster.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
+	// The Deployment controller writes the object too (its status).
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d, err := cluster.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		change(d)
+		_, err = cluster.Client.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{})
 		return err
-	}
-	change(d)
-	_, err = cluster.Client.AppsV1().Deployments(ns).Update(ctx, d, metav1.UpdateOptions{})
-	return err
+	})
 }
 
 // testFaults: with netguard scaled to zero pods and Services are still
