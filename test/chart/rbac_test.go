@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -447,16 +448,20 @@ func TestServiceGuardUntilItsViewSyncs(t *testing.T) {
 // release's ValidatingWebhookConfiguration.
 func setServiceFailurePolicy(t *testing.T, ctx context.Context, name string, policy admissionregv1.FailurePolicyType) {
 	t.Helper()
-	v := &admissionregv1.ValidatingWebhookConfiguration{}
-	if err := cp.Client.Get(ctx, client.ObjectKey{Name: name}, v); err != nil {
-		t.Fatal(err)
-	}
-	for i := range v.Webhooks {
-		if v.Webhooks[i].Name == "services.netguard.io" {
-			v.Webhooks[i].FailurePolicy = &policy
+	// netguard may write the configuration too (its caBundle).
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		v := &admissionregv1.ValidatingWebhookConfiguration{}
+		if err := cp.Client.Get(ctx, client.ObjectKey{Name: name}, v); err != nil {
+			return err
 		}
-	}
-	if err := cp.Client.Update(ctx, v); err != nil {
+		for i := range v.Webhooks {
+			if v.Webhooks[i].Name == "services.netguard.io" {
+				v.Webhooks[i].FailurePolicy = &policy
+			}
+		}
+		return cp.Client.Update(ctx, v)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }
