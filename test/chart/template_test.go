@@ -81,7 +81,7 @@ var valueCases = map[string]struct {
 				return c.Reports.Enabled && c.Reports.IntervalDuration() == 10*time.Minute
 			})
 			if !slices.ContainsFunc(r.clusterRole.Rules, func(rule rbacv1.PolicyRule) bool {
-				return slices.Equal(rule.APIGroups, []string{"openreports.io"}) && slices.Equal(rule.Verbs, []string{"get", "list", "create", "update", "delete"})
+				return slices.Equal(rule.APIGroups, []string{"openreports.io"}) && slices.Equal(rule.Verbs, []string{"list", "create", "update", "delete"})
 			}) {
 				t.Errorf("no RBAC for openreports.io Reports: %+v", r.clusterRole.Rules)
 			}

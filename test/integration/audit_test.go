@@ -125,14 +125,7 @@ func legacyNamespace(t *testing.T) string {
 	edge.Annotations = map[string]string{podpolicy.AnnotationDNSProxy: "false"}
 	createPod(t, edge)
 
-	nsObj := &corev1.Namespace{}
-	if err := k8s.Get(context.Background(), client.ObjectKey{Name: ns}, nsObj); err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Labels = optedIn
-	if err := k8s.Update(context.Background(), nsObj); err != nil {
-		t.Fatalf("opting namespace %s in: %v", ns, err)
-	}
+	labelNamespace(t, ns, optedIn)
 	return ns
 }
 

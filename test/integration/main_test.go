@@ -136,6 +136,19 @@ func newNamespace(t *testing.T, prefix string, labels map[string]string) string 
 // optedIn are the labels of a namespace that opted in.
 var optedIn = map[string]string{"netguard.io/inject": "enabled"}
 
+// labelNamespace replaces the labels of namespace ns.
+func labelNamespace(t *testing.T, ns string, labels map[string]string) {
+	t.Helper()
+	nsObj := &corev1.Namespace{}
+	if err := k8s.Get(context.Background(), client.ObjectKey{Name: ns}, nsObj); err != nil {
+		t.Fatal(err)
+	}
+	nsObj.Labels = labels
+	if err := k8s.Update(context.Background(), nsObj); err != nil {
+		t.Fatalf("labelling namespace %s: %v", ns, err)
+	}
+}
+
 // createPod creates pod through the API server and returns the stored pod.
 func createPod(t *testing.T, pod *corev1.Pod, opts ...client.CreateOption) *corev1.Pod {
 	t.Helper()

@@ -12,6 +12,8 @@ import (
 	orv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -43,8 +45,10 @@ func installOpenReports(t *testing.T) {
 // so once and writes nothing; once the API is installed, the namespace that
 // opted in after its workloads were created gets a Report with a result per
 // Service and per group of pods, with admission's messages; a sync that
-// finds nothing new writes nothing; a change is written; a namespace that
-// opts out loses its Report.
+// finds nothing new writes nothing; a deleted Report is written again; a
+// namespace that refuses its Report holds up no other; one being deleted
+// loses its Report; a change is written; a namespace that opts out loses
+// its Report.
 func TestReports(t *testing.T) {
 	ctx := context.Background()
 	restartServer(t, writeConfig(t, "reports:\n  enabled: true\n  interval: 1s\n"))
@@ -104,6 +108,34 @@ func TestReports(t *testing.T) {
 		t.Errorf("the Report was written again with nothing changed (resourceVersion %s -> %s, %v)", written, report.ResourceVersion, err)
 	}
 
+	// A Report someone deleted is written again.
+	if err := rc.Delete(ctx, report); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the deleted Report written again", func() bool {
+		return rc.Get(ctx, key, report) == nil && report.ResourceVersion != written
+	})
+	written = report.ResourceVersion
+
+	// A namespace that refuses its Report (a quota of none) holds up no
+	// other, and one being deleted loses its Report at once. Their names
+	// sort before ns.
+	refusing := refusingReports(t, rc)
+	deleting := newNamespace(t, "aaa-deleting", optedIn)
+	deletingKey := client.ObjectKey{Namespace: deleting, Name: reports.Name}
+	waitFor(t, 30*time.Second, "the Report of "+deleting, func() bool { return rc.Get(ctx, deletingKey, &orv1alpha1.Report{}) == nil })
+	// Without a namespace controller the namespace stays Terminating.
+	if err := k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: deleting}}); err != nil {
+		t.Fatal(err)
+	}
+	labelNamespace(t, refusing, optedIn)
+	waitFor(t, 30*time.Second, "netguard failing to write the Report of "+refusing, func() bool {
+		return strings.Contains(server.Log(), "Report in namespace "+refusing)
+	})
+	waitFor(t, 30*time.Second, "the Report of the namespace being deleted gone", func() bool {
+		return apierrors.IsNotFound(rc.Get(ctx, deletingKey, &orv1alpha1.Report{}))
+	})
+
 	// A change is written: the partial Service goes.
 	if err := k8s.Delete(ctx, service(ns, "distributor", nil)); err != nil {
 		t.Fatal(err)
@@ -113,13 +145,38 @@ func TestReports(t *testing.T) {
 	})
 
 	// The namespace opts out: its Report goes.
-	nsObj := &corev1.Namespace{}
-	if err := k8s.Get(ctx, client.ObjectKey{Name: ns}, nsObj); err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Labels = map[string]string{"netguard.io/inject": "disabled"}
-	if err := k8s.Update(ctx, nsObj); err != nil {
-		t.Fatal(err)
-	}
+	labelNamespace(t, ns, map[string]string{"netguard.io/inject": "disabled"})
 	waitFor(t, 30*time.Second, "the Report deleted", func() bool { return apierrors.IsNotFound(rc.Get(ctx, key, report)) })
+}
+
+// refusingReports returns a namespace, not opted in yet, whose quota
+// refuses any Report. The quota's status is set here, as no quota
+// controller runs, and the namespace is returned once the API server
+// enforces it.
+func refusingReports(t *testing.T, rc client.Client) string {
+	t.Helper()
+	ctx := context.Background()
+	ns := newNamespace(t, "aaa-refusing", nil)
+	t.Cleanup(func() { // Terminating, it takes no Report
+		_ = k8s.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	})
+	none := corev1.ResourceList{"count/reports.openreports.io": resource.MustParse("0")}
+	quota := &corev1.ResourceQuota{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "no-reports"},
+		Spec:       corev1.ResourceQuotaSpec{Hard: none},
+	}
+	create(t, quota)
+	quota.Status = corev1.ResourceQuotaStatus{Hard: none, Used: corev1.ResourceList{"count/reports.openreports.io": resource.MustParse("0")}}
+	if err := k8s.Status().Update(ctx, quota); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the quota refusing Reports in "+ns, func() bool {
+		probe := &orv1alpha1.Report{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "probe"}}
+		err := rc.Create(ctx, probe)
+		if err == nil {
+			_ = rc.Delete(ctx, probe)
+		}
+		return apierrors.IsForbidden(err)
+	})
+	return ns
 }

@@ -18,6 +18,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -139,20 +140,38 @@ func (w *Writer) Sync(ctx context.Context) error {
 	for _, r := range rep.Results {
 		byNamespace[r.Namespace()] = append(byNamespace[r.Namespace()], r)
 	}
+	// One List gives the Reports there are, for the deletions and as the
+	// base of each update, instead of a read per namespace.
+	existing, err := w.existingReports(ctx)
+	if err != nil {
+		return err
+	}
 	wanted := w.namespaces()
+	// A namespace that fails (an admission policy, a quota) does not keep
+	// the others from their Reports.
+	var failed []error
+	deleted := 0
+	for ns, r := range existing {
+		if _, found := slices.BinarySearch(wanted, ns); found {
+			continue
+		}
+		if err := w.client.Delete(ctx, r); err != nil && !apierrors.IsNotFound(err) {
+			failed = append(failed, fmt.Errorf("deleting the Report in namespace %s: %w", ns, err))
+			continue
+		}
+		delete(w.written, ns)
+		deleted++
+	}
 	writes := 0
 	for _, ns := range wanted {
-		wrote, err := w.write(ctx, ns, byNamespace[ns])
+		wrote, err := w.write(ctx, ns, byNamespace[ns], existing[ns])
 		if err != nil {
-			return fmt.Errorf("Report in namespace %s: %w", ns, err)
+			failed = append(failed, fmt.Errorf("Report in namespace %s: %w", ns, err))
+			continue
 		}
 		if wrote {
 			writes++
 		}
-	}
-	deleted, err := w.deleteOthers(ctx, wanted)
-	if err != nil {
-		return err
 	}
 	reportSyncs.Inc()
 	reportWrites.Add(float64(writes + deleted))
@@ -160,7 +179,25 @@ func (w *Writer) Sync(ctx context.Context) error {
 		w.log.Info("Reports written", "namespaces", len(wanted), "written", writes, "deleted", deleted,
 			"fail", rep.Summary.Fail, "warn", rep.Summary.Warn, "took", w.now().Sub(began).Round(time.Millisecond).String())
 	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d Reports not written or deleted: %w", len(failed), errors.Join(failed[:min(len(failed), 5)]...))
+	}
 	return nil
+}
+
+// existingReports lists netguard's Reports, by namespace.
+func (w *Writer) existingReports(ctx context.Context) (map[string]*orv1alpha1.Report, error) {
+	list := &orv1alpha1.ReportList{}
+	if err := w.client.List(ctx, list, client.MatchingLabels{ManagedByLabel: "netguard"}); err != nil {
+		return nil, fmt.Errorf("listing netguard's Reports: %w", err)
+	}
+	out := make(map[string]*orv1alpha1.Report, len(list.Items))
+	for i := range list.Items {
+		if r := &list.Items[i]; r.Name == Name {
+			out[r.Namespace] = r
+		}
+	}
+	return out, nil
 }
 
 // apiInstalled looks the OpenReports API up, and says when that changes.
@@ -182,12 +219,14 @@ func (w *Writer) apiInstalled() bool {
 	return installed
 }
 
-// namespaces are those netguard acts on: its pods or its Services.
+// namespaces are those netguard acts on: its pods or its Services. A
+// namespace being deleted takes no new Report (the API server refuses it)
+// and takes its Report with it.
 func (w *Writer) namespaces() []string {
 	var out []string
 	for _, obj := range w.stores.Namespaces.List() {
 		ns, ok := obj.(*corev1.Namespace)
-		if !ok {
+		if !ok || ns.DeletionTimestamp != nil {
 			continue
 		}
 		label := ns.Labels[podpolicy.LabelInject]
@@ -201,21 +240,13 @@ func (w *Writer) namespaces() []string {
 	return out
 }
 
-// write makes the Report of namespace ns hold results; it reports whether
-// it wrote.
-func (w *Writer) write(ctx context.Context, ns string, results []audit.Result) (bool, error) {
+// write makes the Report of namespace ns, existing or nil, hold results;
+// it reports whether it wrote.
+func (w *Writer) write(ctx context.Context, ns string, results []audit.Result, existing *orv1alpha1.Report) (bool, error) {
 	desired := reportResults(results)
 	hash := hashOf(desired)
-	if w.written[ns] == hash {
+	if w.written[ns] == hash && existing != nil {
 		return false, nil
-	}
-	existing := &orv1alpha1.Report{}
-	err := w.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: Name}, existing)
-	switch {
-	case apierrors.IsNotFound(err):
-		existing = nil
-	case err != nil:
-		return false, err
 	}
 	now := metav1.Timestamp{Seconds: w.now().Unix()}
 	stamp(desired, existing, now)
@@ -241,27 +272,6 @@ func (w *Writer) write(ctx context.Context, ns string, results []audit.Result) (
 	}
 	w.written[ns] = hash
 	return true, nil
-}
-
-// deleteOthers deletes netguard's Reports in namespaces it no longer acts on.
-func (w *Writer) deleteOthers(ctx context.Context, wanted []string) (int, error) {
-	list := &orv1alpha1.ReportList{}
-	if err := w.client.List(ctx, list, client.MatchingLabels{ManagedByLabel: "netguard"}); err != nil {
-		return 0, err
-	}
-	n := 0
-	for i := range list.Items {
-		r := &list.Items[i]
-		if r.Name != Name || slices.Contains(wanted, r.Namespace) {
-			continue
-		}
-		if err := w.client.Delete(ctx, r); err != nil && !apierrors.IsNotFound(err) {
-			return n, err
-		}
-		delete(w.written, r.Namespace)
-		n++
-	}
-	return n, nil
 }
 
 // reportResults converts audit results into OpenReports results.

@@ -171,19 +171,20 @@ func TransformDaemonSet(obj any) (any, error) {
 	return out, nil
 }
 
-// TransformNamespace keeps a Namespace's name, labels and netguard.io/
-// annotations.
+// TransformNamespace keeps a Namespace's name, labels, netguard.io/
+// annotations and whether it is being deleted.
 func TransformNamespace(obj any) (any, error) {
 	n, ok := obj.(*corev1.Namespace)
 	if !ok {
 		return obj, nil
 	}
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-		Name:            n.Name,
-		UID:             n.UID,
-		ResourceVersion: n.ResourceVersion,
-		Labels:          n.Labels,
-		Annotations:     keepAnnotations(n.Annotations, "netguard.io/"),
+		Name:              n.Name,
+		UID:               n.UID,
+		ResourceVersion:   n.ResourceVersion,
+		DeletionTimestamp: n.DeletionTimestamp,
+		Labels:            n.Labels,
+		Annotations:       keepAnnotations(n.Annotations, "netguard.io/"),
 	}}, nil
 }
 
