@@ -419,13 +419,24 @@ func TestServiceGuardUntilItsViewSyncs(t *testing.T) {
 			Spec:       corev1.ServiceSpec{Selector: sel, Ports: []corev1.ServicePort{{Port: 80}}},
 		}
 	}
+	// The API server's admission chain picks up a webhook configuration
+	// through an informer: until it has the new policy, a request may meet
+	// the old one. Dry runs (the webhooks have no side effects) wait for it.
 	setServiceFailurePolicy(t, ctx, r.fullname, admissionregv1.Fail)
-	err := cp.Client.Create(ctx, newService("with-fail", map[string]string{"app": "web"}))
-	if err == nil || !strings.Contains(err.Error(), "services.netguard.io") {
+	var err error
+	framework.Eventually(t, 30*time.Second, "a Service refused with failurePolicy Fail before the view synced", func() (bool, string) {
+		err = cp.Client.Create(ctx, newService("with-fail", map[string]string{"app": "web"}), client.DryRunAll)
+		return err != nil, "admitted"
+	})
+	if !strings.Contains(err.Error(), "services.netguard.io") {
 		t.Fatalf("failurePolicy Fail before the view synced: err = %v, want the webhook call to fail", err)
 	}
 	t.Logf("failurePolicy Fail, view not synced: %v", err)
 	setServiceFailurePolicy(t, ctx, r.fullname, admissionregv1.Ignore)
+	framework.Eventually(t, 30*time.Second, "a Service admitted with failurePolicy Ignore before the view synced", func() (bool, string) {
+		err := cp.Client.Create(ctx, newService("with-ignore", map[string]string{"app": "web"}), client.DryRunAll)
+		return err == nil, fmt.Sprint(err)
+	})
 	if err := cp.Client.Create(ctx, newService("with-ignore", map[string]string{"app": "web"})); err != nil {
 		t.Fatalf("failurePolicy Ignore before the view synced: %v", err)
 	}
