@@ -19,7 +19,7 @@ const (
 	// SERVFAIL before glibc's default 5 s timeout would fire.
 	DefaultDeadline = 4 * time.Second
 	// DefaultHedgeDelayMin is the least time a query waits for an answer
-	// before it sends another attempt from a new socket. The delay follows
+	// before it sends another attempt from a new source port. The delay follows
 	// the upstream's 99th percentile latency; this floor keeps a fast
 	// cluster DNS (well under a millisecond) from being hedged on jitter.
 	DefaultHedgeDelayMin = 10 * time.Millisecond

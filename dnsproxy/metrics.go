@@ -114,7 +114,7 @@ func newMetrics(reg prometheus.Registerer, upstreams []string, inFlight, hedgeDe
 	}, inFlight)
 	attempts := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "netguard_dnsproxy_upstream_attempts_per_query",
-		Help:    "Upstream attempts made for each forwarded query, each from a new socket.",
+		Help:    "Upstream attempts made for each forwarded query, each from a new source port.",
 		Buckets: []float64{1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64},
 	})
 	hedged := prometheus.NewCounter(prometheus.CounterOpts{

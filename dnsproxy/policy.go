@@ -8,13 +8,13 @@ import (
 )
 
 // The attempt policy. A Service VIP spreads new flows over its backends at
-// random, so while one backend is silent every attempt from a new socket
+// random, so while one backend is silent every attempt from a new source port
 // reaches it with the same probability p, and a query misses only if all
 // of its attempts do: p^n. The policy makes n large without waiting for
 // timeouts and without slowing the healthy path:
 //
 //   - The first attempt goes out at once. While no valid answer has come,
-//     another attempt is sent from another new socket every hedge delay;
+//     another attempt is sent from another new source port every hedge delay;
 //     the earlier attempts stay open, and the first valid answer wins.
 //   - The hedge delay is the 99th percentile of the upstream's recent answer
 //     latency (an attempt not answered by then is probably lost), bounded

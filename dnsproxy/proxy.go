@@ -1,10 +1,10 @@
 // Package dnsproxy is netguard's DNS forwarder sidecar: it listens on a
 // loopback address and forwards every query to the cluster DNS from a new
-// UDP socket, so each upstream attempt has a fresh source port and
-// conntrack makes a fresh NAT decision for it. A client such as nginx,
+// source port, so conntrack makes a fresh NAT decision for each upstream
+// attempt. A client such as nginx,
 // which sends all its queries from one socket, otherwise stays pinned to a
 // DNS server pod that disappeared without an ICMP error. While a query has
-// no answer, further attempts leave from further new sockets (hedging, see
+// no answer, further attempts leave from further new ports (hedging, see
 // policy.go), so a silent backend behind a Service VIP costs a lookup a
 // hedge delay, not a failure.
 //

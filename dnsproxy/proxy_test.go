@@ -3,6 +3,7 @@ package dnsproxy
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -57,11 +58,13 @@ func TestForwardsAddressQueries(t *testing.T) {
 }
 
 // TestEveryUpstreamQueryUsesANewSourcePort is the reason the forwarder
-// exists: a pooled socket would show one source port (or a few).
-// The kernel picks each ephemeral port at random, so two sockets opened
-// one after the other can get the same port by chance (about 7% for 64
-// queries over the default 28,000-port range); allowing two repeats keeps
-// the test deterministic while any reuse of sockets fails it.
+// exists: a pooled socket that keeps its port would show one source port
+// (or a few). On the poll loop these sequential queries go out on reused
+// sockets, each disconnected in between so that it gets a new port. The
+// kernel picks each ephemeral port at random, so two attempts in a row
+// can get the same port by chance (about 7% for 64 queries over the
+// default 28,000-port range); allowing two repeats keeps the test
+// deterministic while any socket that keeps its port fails it.
 func TestEveryUpstreamQueryUsesANewSourcePort(t *testing.T) {
 	const n = 64
 	for path, portable := range udpPaths {
@@ -475,6 +478,82 @@ func TestReplyThatDoesNotMatchIsIgnored(t *testing.T) {
 			p.wantCounter(t, 2, "netguard_dnsproxy_upstream_errors_total", "reason", "bad_reply")
 		})
 	}
+}
+
+// TestDuplicateAnswerIsNotABadReply: an upstream (or the network) may
+// deliver an answer twice. The poll loop reuses an answered socket for a
+// later attempt (with a new source port), so the duplicate can be waiting
+// on it; it is neither taken for the later query's answer nor counted as
+// a bad reply.
+func TestDuplicateAnswerIsNotABadReply(t *testing.T) {
+	const n = 32
+	for path, portable := range udpPaths {
+		t.Run(path, func(t *testing.T) {
+			up := startUpstream(t, "127.0.0.2", func(w dns.ResponseWriter, r *dns.Msg) {
+				answerAddress(w, r)
+				answerAddress(w, r)
+			})
+			p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, MaxParallelAttempts: 1}, portable)
+			c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
+			conn, err := c.Dial(p.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			for i := range n {
+				name := fmt.Sprintf("dup%d.upstream.test", i)
+				r, _, err := c.ExchangeWithConn(question(name, dns.TypeA), conn)
+				if err != nil {
+					t.Fatalf("query %d: %v", i, err)
+				}
+				if len(r.Answer) != 1 || r.Answer[0].Header().Name != dns.Fqdn(name) {
+					t.Fatalf("query %d: answer %v, want one for %s", i, r.Answer, name)
+				}
+			}
+			p.wantCounter(t, 0, "netguard_dnsproxy_upstream_errors_total", "reason", "bad_reply")
+			if ports, _, _, _ := up.seen(); distinct(ports) < n-2 {
+				t.Fatalf("upstream saw %d distinct source ports over %d queries: %v", distinct(ports), n, ports)
+			}
+		})
+	}
+}
+
+// TestStopClosesEverySocket: the poll loop keeps answered sockets for
+// later attempts; none of them, nor any other, outlives the proxy.
+func TestStopClosesEverySocket(t *testing.T) {
+	for path, portable := range udpPaths {
+		t.Run(path, func(t *testing.T) {
+			up := startUpstream(t, "127.0.0.2", nil)
+			before := openFiles(t)
+			t.Run("queries", func(t *testing.T) {
+				p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}}, portable)
+				var wg sync.WaitGroup
+				for i := range 8 {
+					wg.Go(func() {
+						for j := range 16 {
+							if _, err := tryExchange("udp", p.addr, question(fmt.Sprintf("fd%d-%d.upstream.test", i, j), dns.TypeA)); err != nil {
+								t.Errorf("query %d-%d: %v", i, j, err)
+							}
+						}
+					})
+				}
+				wg.Wait()
+			}) // the proxy stops as this subtest ends
+			if after := openFiles(t); after != before {
+				t.Fatalf("%d files open after the proxy stopped, %d before", after, before)
+			}
+		})
+	}
+}
+
+// openFiles counts the process's open file descriptors.
+func openFiles(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	return len(entries)
 }
 
 func TestCache(t *testing.T) {

@@ -12,11 +12,13 @@ import (
 	"time"
 )
 
-// This file talks to upstreams. Every attempt opens a new socket, so every
-// attempt leaves from a new ephemeral source port: conntrack sees a new
-// 5-tuple and makes a new NAT decision (for a Service VIP, a new backend).
-// A pooled or long-lived upstream socket is exactly what pins a client to
-// a dead DNS server (see docs/dns-proxy.md); do not add one.
+// This file talks to upstreams. Every attempt leaves from a new ephemeral
+// source port (here a new socket; the Linux poll loop also reuses answered
+// sockets after a disconnect releases their port, see spareSockets):
+// conntrack sees a new 5-tuple and makes a new NAT decision (for a Service
+// VIP, a new backend). A socket that keeps its port across attempts,
+// pooled or long-lived, is exactly what pins a client to a dead DNS server
+// (see docs/dns-proxy.md); do not add one.
 
 // dialUDPConn opens a new UDP socket connected to up, so the kernel picks
 // a fresh ephemeral port and delivers only up's packets and ICMP errors,

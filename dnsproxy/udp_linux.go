@@ -20,8 +20,9 @@ import (
 // On Linux each UDP listener is a poll loop on raw non-blocking sockets:
 // the listener socket and the upstream sockets of its queries in flight.
 // System calls are what a forwarder spends its time on, so the loop makes
-// few: per query socket, connect, write, recv and close on the upstream
-// side (the new socket is the point), and on the client side queries are
+// few: per query connect, write, recv and a disconnect on the upstream
+// side (the new source port is the point; see spareSockets), and on the
+// client side queries are
 // read with recvmmsg and replies sent with sendmmsg, many per call. There
 // is no goroutine, netpoller registration or allocation per query. The
 // goroutine-per-query path (connListener) makes about twice the calls.
@@ -34,6 +35,9 @@ const (
 	// drainRounds bounds the recvmmsg calls per wakeup, so upstream
 	// replies are not starved under load.
 	drainRounds = 2
+	// maxSpares bounds the idle upstream sockets a loop keeps per address
+	// family.
+	maxSpares = 128
 )
 
 // listenUDP binds cfg.Listeners UDP sockets to the listen address with
@@ -184,7 +188,11 @@ type mmsghdr struct {
 
 // attempt is one upstream attempt of a query in a loop.
 type attempt struct {
-	fd       int // the attempt's socket
+	fd int // the attempt's socket
+	// stale is the message ID of the attempt the socket carried before,
+	// plus one (0: a new socket): a duplicate of that answer may still
+	// be queued on it.
+	stale    uint32
 	id       uint16
 	up       int
 	n        int // 1 for the query's first attempt, 2 for the next...
@@ -252,6 +260,8 @@ type udpLoop struct {
 	txIov   [batch]unix.Iovec
 	txHdr   [batch]mmsghdr
 
+	spares spareSockets
+
 	active  int // queries holding an in-flight slot
 	stopped bool
 	grace   time.Time
@@ -288,6 +298,7 @@ func (l *udpLoop) stopReading() {
 func (l *udpLoop) close() {
 	_ = unix.Close(l.lfd)
 	_ = unix.Close(l.wakefd)
+	l.spares.close()
 	for _, b := range l.rxBufs {
 		if b != nil {
 			putBuf(b)
@@ -568,7 +579,7 @@ func (l *udpLoop) send(pd *pending, now time.Time) {
 	pd.sent++
 	id := uint16(rand.Uint32())
 	binary.BigEndian.PutUint16(*pd.qb, id)
-	fd, e := dialUDP(&l.ups[up], pd.msg())
+	fd, stale, e := l.spares.dial(&l.ups[up], pd.msg())
 	if e != 0 {
 		l.attemptFailed(up, pd.sent, e)
 		return
@@ -576,8 +587,72 @@ func (l *udpLoop) send(pd *pending, now time.Time) {
 	if pd.open > 0 {
 		p.m.hedged.Inc()
 	}
-	pd.atts[pd.open] = attempt{fd: fd, id: id, up: up, n: pd.sent, sent: now, deadline: earliest(now.Add(p.cfg.Timeout), pd.overall)}
+	pd.atts[pd.open] = attempt{fd: fd, stale: stale, id: id, up: up, n: pd.sent, sent: now, deadline: earliest(now.Add(p.cfg.Timeout), pd.overall)}
 	pd.open++
+}
+
+// spareSockets holds upstream sockets whose attempt was answered,
+// disconnected. Disconnecting a UDP socket that bind(2) never pinned to a
+// port releases its port, so connecting it again picks a new random
+// ephemeral one: the next attempt leaves from a new source port, a new
+// 5-tuple for conntrack, as from a new socket, without the cost of
+// creating and destroying one (about a third of the forwarder's CPU per
+// query). Only answered sockets are reused: one whose attempt failed or
+// timed out may hold an error or a late reply, and is closed.
+type spareSockets struct {
+	fds [2][]spare // by family: AF_INET, AF_INET6
+}
+
+type spare struct {
+	fd     int
+	lastID uint16
+}
+
+func familyIndex(family int) int {
+	if family == unix.AF_INET6 {
+		return 1
+	}
+	return 0
+}
+
+// dial sends msg to up from a spare socket connected again, or from a new
+// one. It returns the socket and its stale ID (see attempt.stale).
+func (s *spareSockets) dial(up *rawUpstream, msg []byte) (int, uint32, syscall.Errno) {
+	free := &s.fds[familyIndex(up.family)]
+	if n := len(*free); n > 0 {
+		sp := (*free)[n-1]
+		*free = (*free)[:n-1]
+		if connectAndWrite(sp.fd, up, msg) == 0 {
+			return sp.fd, uint32(sp.lastID) + 1, 0
+		}
+		// Whatever the spare's trouble, a new socket decides the attempt.
+		_, _, _ = syscall.RawSyscall(unix.SYS_CLOSE, uintptr(sp.fd), 0, 0)
+	}
+	fd, e := dialUDP(up, msg)
+	return fd, 0, e
+}
+
+// put disconnects fd, whose attempt with message ID id was answered, and
+// keeps it for another attempt, or closes it.
+func (s *spareSockets) put(family, fd int, id uint16) {
+	free := &s.fds[familyIndex(family)]
+	unspec := unix.RawSockaddr{Family: unix.AF_UNSPEC}
+	if len(*free) < maxSpares {
+		if _, _, e := syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&unspec)), unsafe.Sizeof(unspec)); e == 0 {
+			*free = append(*free, spare{fd: fd, lastID: id})
+			return
+		}
+	}
+	_, _, _ = syscall.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
+}
+
+func (s *spareSockets) close() {
+	for i := range s.fds {
+		for _, sp := range s.fds[i] {
+			_ = unix.Close(sp.fd)
+		}
+		s.fds[i] = nil
+	}
 }
 
 // dialUDP opens a new UDP socket, connects it to up, so the kernel picks a
@@ -589,13 +664,21 @@ func dialUDP(up *rawUpstream, msg []byte) (int, syscall.Errno) {
 		return -1, e
 	}
 	fd := int(r)
-	if _, _, e = syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&up.sa)), uintptr(up.salen)); e == 0 {
-		if _, _, e = syscall.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg))); e == 0 {
-			return fd, 0
-		}
+	if e = connectAndWrite(fd, up, msg); e != 0 {
+		_, _, _ = syscall.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
+		return -1, e
 	}
-	_, _, _ = syscall.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
-	return -1, e
+	return fd, 0
+}
+
+// connectAndWrite connects the unconnected socket fd to up, which binds it
+// to a new ephemeral port, and sends msg.
+func connectAndWrite(fd int, up *rawUpstream, msg []byte) syscall.Errno {
+	if _, _, e := syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&up.sa)), uintptr(up.salen)); e != 0 {
+		return e
+	}
+	_, _, e := syscall.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg)))
+	return e
 }
 
 // upstreamReadable reads the replies queued on one attempt's socket. The
@@ -622,7 +705,9 @@ func (l *udpLoop) upstreamReadable(pd *pending, slot int) {
 		}
 		reply := buf[:r]
 		if !checkReply(pd.msg(), &pd.q, a.id, reply) {
-			p.ups[a.up].errs[reasonBadReply].Inc()
+			if r < 2 || uint32(binary.BigEndian.Uint16(reply))+1 != a.stale {
+				p.ups[a.up].errs[reasonBadReply].Inc()
+			}
 			continue
 		}
 		p.policy.answered(l.now.Sub(a.sent), true)
@@ -631,6 +716,7 @@ func (l *udpLoop) upstreamReadable(pd *pending, slot int) {
 			p.m.answeredLate.Inc()
 		}
 		up := a.up
+		l.spares.put(l.ups[up].family, l.detach(pd, slot), a.id)
 		l.closeAll(pd)
 		if int(r) == len(buf) || binary.BigEndian.Uint16(reply[2:])&flagTC != 0 {
 			l.retryOverTCP(pd, reply, up)
@@ -706,14 +792,20 @@ func (l *udpLoop) fail(pd *pending, cause int) {
 	l.errorReply(pd, rcodeServFail)
 }
 
-// closeAttempt closes the socket of attempt slot; the last open attempt
-// takes its slot.
+// closeAttempt closes the socket of attempt slot.
 func (l *udpLoop) closeAttempt(pd *pending, slot int) {
-	_, _, _ = syscall.RawSyscall(unix.SYS_CLOSE, uintptr(pd.atts[slot].fd), 0, 0)
+	_, _, _ = syscall.RawSyscall(unix.SYS_CLOSE, uintptr(l.detach(pd, slot)), 0, 0)
+}
+
+// detach ends attempt slot and returns its socket; the last open attempt
+// takes its slot.
+func (l *udpLoop) detach(pd *pending, slot int) int {
+	fd := pd.atts[slot].fd
 	last := pd.open - 1
 	pd.atts[slot] = pd.atts[last]
 	pd.atts[last].fd = -1
 	pd.open = last
+	return fd
 }
 
 // closeAll closes the query's attempts and stops its timers.

@@ -51,14 +51,14 @@ func dnsProxyCommand(run dnsProxyRunFunc) *cobra.Command {
 		Long: `Run the DNS forwarder that netguard injects next to nginx.
 
 It listens on a loopback address and forwards each query to the upstream
-DNS servers from a new UDP socket, so every upstream attempt leaves from a
-new source port. conntrack then makes a new NAT decision for it, and a
+DNS servers from a new source port: every upstream attempt leaves from a
+socket that no earlier attempt used with that port. conntrack then makes a new NAT decision for it, and a
 client that sends all its queries from one socket (nginx's resolver) is no
 longer pinned to a DNS server pod that disappeared. Point nginx at it with
 
     resolver 127.0.0.1:8053 valid=10s ipv6=off;
 
-While a query has no answer, another attempt leaves from another new socket
+While a query has no answer, another attempt leaves from another new port
 every hedge delay (the upstream's 99th percentile latency, between
 --hedge-delay-min and --hedge-delay-max), the earlier ones still waiting:
 with one silent backend in two behind a Service, a lookup fails only if
@@ -99,7 +99,7 @@ finish.`,
 	fs.DurationVar(&opts.deadline, "deadline", dnsproxy.DefaultDeadline,
 		"Time allowed for all attempts of one query; then the client gets SERVFAIL.")
 	fs.DurationVar(&opts.hedgeMin, "hedge-delay-min", dnsproxy.DefaultHedgeDelayMin,
-		"Least time a query waits for an answer before it sends another attempt, to the next upstream from a new socket, keeping the earlier ones open. The delay is the upstream's 99th percentile latency, within these bounds.")
+		"Least time a query waits for an answer before it sends another attempt, to the next upstream from a new source port, keeping the earlier ones open. The delay is the upstream's 99th percentile latency, within these bounds.")
 	fs.DurationVar(&opts.hedgeMax, "hedge-delay-max", dnsproxy.DefaultHedgeDelayMax,
 		"Most time a query waits for an answer before it sends another attempt; also the delay until the first answer gives a latency to go by.")
 	fs.IntVar(&opts.parallel, "max-parallel-attempts", dnsproxy.DefaultMaxParallelAttempts,
