@@ -51,10 +51,10 @@ func dnsProxyCommand(run dnsProxyRunFunc) *cobra.Command {
 		Long: `Run the DNS forwarder that netguard injects next to nginx.
 
 It listens on a loopback address and forwards each query to the upstream
-DNS servers from a new source port: every upstream attempt leaves from a
-socket that no earlier attempt used with that port. conntrack then makes a new NAT decision for it, and a
-client that sends all its queries from one socket (nginx's resolver) is no
-longer pinned to a DNS server pod that disappeared. Point nginx at it with
+DNS servers so that every upstream attempt leaves from a new source port.
+conntrack then makes a new NAT decision for it, and a client that sends
+all its queries from one socket (nginx's resolver) is no longer pinned to
+a DNS server pod that disappeared. Point nginx at it with
 
     resolver 127.0.0.1:8053 valid=10s ipv6=off;
 
