@@ -72,15 +72,10 @@ func TestAuditAtScale(t *testing.T) {
 	}
 	var rows []row
 	for _, n := range sizes {
-		start := time.Now()
-		created, err := c.growTo(ctx, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		took := time.Since(start)
-		t.Logf("pods=%d: created %d pods in %s (%.0f/s)", n, created, took.Round(time.Second), float64(created)/took.Seconds())
+		c.grow(ctx, t, n)
 
 		r := row{pods: n}
+		var err error
 		args := []string{"audit", "--kubeconfig", cp.Kubeconfig, "--config", config}
 		if r.json, err = m.run(ctx, netguard, append(args, "-o", "json")...); err != nil {
 			t.Fatal(err)

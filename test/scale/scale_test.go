@@ -96,13 +96,7 @@ func TestServeMemoryAtScale(t *testing.T) {
 	}
 	var rows []row
 	for _, n := range sizes {
-		start := time.Now()
-		created, err := c.growTo(ctx, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		took := time.Since(start)
-		t.Logf("pods=%d: created %d pods in %s (%.0f/s)", n, created, took.Round(time.Second), float64(created)/took.Seconds())
+		c.grow(ctx, t, n)
 
 		ng, err := measureNetguard(ctx, t, cp, netguard, n)
 		if err != nil {
@@ -395,6 +389,18 @@ func podSpec(app string) corev1.PodSpec {
 		Containers: []corev1.Container{c},
 		Volumes:    []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: app}}}}},
 	}
+}
+
+// grow is growTo for a test: it logs the rate and ends the test on error.
+func (c *cluster) grow(ctx context.Context, t *testing.T, n int) {
+	t.Helper()
+	start := time.Now()
+	created, err := c.growTo(ctx, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	t.Logf("pods=%d: created %d pods in %s (%.0f/s)", n, created, took.Round(time.Second), float64(created)/took.Seconds())
 }
 
 // growTo creates pods, spread evenly over the ReplicaSets, until there
