@@ -69,43 +69,63 @@ func TestEveryUpstreamQueryUsesANewSourcePort(t *testing.T) {
 	const n = 64
 	for path, portable := range udpPaths {
 		for _, network := range []string{"udp", "tcp"} {
-			t.Run(path+"/"+network, func(t *testing.T) {
-				up := startUpstream(t, "127.0.0.2", nil)
-				p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}}, portable)
-				c := &dns.Client{Net: network, Timeout: 5 * time.Second}
-				conn, err := c.Dial(p.addr) // one client socket, as nginx has
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer conn.Close()
-				for i := range n {
-					if _, _, err := c.ExchangeWithConn(question("fresh.upstream.test", dns.TypeA), conn); err != nil {
-						t.Fatalf("query %d: %v", i, err)
-					}
-				}
-				// One attempt per query, plus a hedge for any answer that
-				// came later than the hedge delay (a loaded machine).
-				ports, ids, _, nets := up.seen()
-				hedged := p.counter(t, "netguard_dnsproxy_hedged_attempts_total")
-				if len(ports) < n || float64(len(ports)) > n+hedged {
-					t.Fatalf("upstream saw %d queries, want %d plus at most the %v hedged attempts", len(ports), n, hedged)
-				}
-				if got := distinct(ports); got < len(ports)-2 {
-					t.Fatalf("upstream saw %d distinct source ports over %d queries, want at least %d: %v", got, len(ports), len(ports)-2, ports)
-				}
-				for _, net := range nets {
-					if net != network {
-						t.Fatalf("upstream saw a %s query for a %s client", net, network)
-					}
-				}
-				// The upstream ID is random, not the client's: the
-				// client's is fixed per query by dns.Client only by chance.
-				if distinct(idsToInts(ids)) < n/2 {
-					t.Errorf("upstream message IDs are not random: %v", ids)
-				}
-			})
+			for _, ip := range []string{"127.0.0.2", "::1"} {
+				t.Run(path+"/"+network+"/"+ip, func(t *testing.T) {
+					testNewSourcePorts(t, portable, network, ip, n)
+				})
+			}
 		}
 	}
+}
+
+func testNewSourcePorts(t *testing.T, portable bool, network, ip string, n int) {
+	if !loopbackAvailable(ip) {
+		t.Skipf("no %s on this machine", ip)
+	}
+	up := startUpstream(t, ip, nil)
+	p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}}, portable)
+	c := &dns.Client{Net: network, Timeout: 5 * time.Second}
+	conn, err := c.Dial(p.addr) // one client socket, as nginx has
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i := range n {
+		if _, _, err := c.ExchangeWithConn(question("fresh.upstream.test", dns.TypeA), conn); err != nil {
+			t.Fatalf("query %d: %v", i, err)
+		}
+	}
+	// One attempt per query, plus a hedge for any answer that
+	// came later than the hedge delay (a loaded machine).
+	ports, ids, _, nets := up.seen()
+	hedged := p.counter(t, "netguard_dnsproxy_hedged_attempts_total")
+	if len(ports) < n || float64(len(ports)) > float64(n)+hedged {
+		t.Fatalf("upstream saw %d queries, want %d plus at most the %v hedged attempts", len(ports), n, hedged)
+	}
+	if got := distinct(ports); got < len(ports)-2 {
+		t.Fatalf("upstream saw %d distinct source ports over %d queries, want at least %d: %v", got, len(ports), len(ports)-2, ports)
+	}
+	for _, got := range nets {
+		if got != network {
+			t.Fatalf("upstream saw a %s query for a %s client", got, network)
+		}
+	}
+	// The upstream ID is random, not the client's: the
+	// client's is fixed per query by dns.Client only by chance.
+	if distinct(idsToInts(ids)) < n/2 {
+		t.Errorf("upstream message IDs are not random: %v", ids)
+	}
+}
+
+// loopbackAvailable says whether a UDP socket can bind ip (::1 is missing
+// where IPv6 is disabled).
+func loopbackAvailable(ip string) bool {
+	pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		return false
+	}
+	pc.Close()
+	return true
 }
 
 func idsToInts(ids []uint16) []int {
