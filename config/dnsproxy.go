@@ -61,7 +61,7 @@ type DNSProxyAttempts struct {
 	// SERVFAIL. At least Timeout. Defaults to 4s.
 	Deadline string `json:"deadline"`
 	// HedgeDelayMin and HedgeDelayMax bound how long a query waits for an
-	// answer before it sends another attempt from a new socket (the
+	// answer before it sends another attempt from a new source port (the
 	// upstream's 99th percentile latency in between). Default to 10ms and
 	// 500ms.
 	HedgeDelayMin string `json:"hedgeDelayMin"`

@@ -150,7 +150,7 @@ func dropFirst(n int32) dns.HandlerFunc {
 }
 
 // TestHedgedAttempts: while no answer comes, another attempt leaves from a
-// new socket every hedge delay, long before the first attempt's timeout,
+// new source port every hedge delay, long before the first attempt's timeout,
 // and the first valid answer wins.
 func TestHedgedAttempts(t *testing.T) {
 	for path, portable := range udpPaths {

@@ -186,7 +186,7 @@ func TestFailover(t *testing.T) {
 }
 
 // TestPerAttemptTimeout: with one silent upstream, each attempt times out
-// after Timeout and the next leaves from a new socket, until the overall
+// after Timeout and the next leaves from a new source port, until the overall
 // Deadline, when the client gets SERVFAIL.
 func TestPerAttemptTimeout(t *testing.T) {
 	for path, portable := range udpPaths {

@@ -571,7 +571,7 @@ func (l *udpLoop) advance(pd *pending, now time.Time) {
 	l.schedule(pd)
 }
 
-// send sends the query to the next upstream from a new socket. A failure
+// send sends the query to the next upstream from a new source port. A failure
 // to send counts as a failed attempt.
 func (l *udpLoop) send(pd *pending, now time.Time) {
 	p := l.p

@@ -37,7 +37,7 @@ const (
 // DNATing them to the DNS server they first reached. When that server
 // vanishes silently and the Service moves to another, nginx resolving
 // through the VIP keeps failing, while nginx resolving through netguard
-// dns-proxy, which sends each query from a new socket, recovers.
+// dns-proxy, which sends each query from a new source port, recovers.
 func TestStaleConntrackOutage(t *testing.T) {
 	requireNamespaces(t)
 	tools := requireTools(t, "nginx", "dnsmasq", "iptables", "curl")

@@ -16,7 +16,7 @@ import (
 // These tests put netguard dns-proxy in front of a cluster DNS Service
 // whose VIP kube-proxy's rules spread over several backends, some of which
 // are silent: ready, so still endpoints, but dropping every DNS packet
-// without an ICMP error. Each new flow, so each attempt from a new socket,
+// without an ICMP error. Each new flow, so each attempt from a new source port,
 // reaches a backend at random.
 //
 //	client ns: 192.0.2.10   netguard dns-proxy (127.0.0.1:8053) + dnsperf
