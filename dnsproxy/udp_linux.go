@@ -22,10 +22,10 @@ import (
 // System calls are what a forwarder spends its time on, so the loop makes
 // few: per query connect, write, recv and a disconnect on the upstream
 // side (the new source port is the point; see spareSockets), and on the
-// client side queries are
-// read with recvmmsg and replies sent with sendmmsg, many per call. There
-// is no goroutine, netpoller registration or allocation per query. The
-// goroutine-per-query path (connListener) makes about twice the calls.
+// client side queries are read with recvmmsg and replies sent with
+// sendmmsg, many per call. There is no goroutine, netpoller registration
+// or allocation per query. The goroutine-per-query path (connListener)
+// makes about three times the calls.
 // Loops run one per SO_REUSEPORT socket (Config.Listeners), so the kernel
 // can spread clients over cores.
 
