@@ -61,6 +61,7 @@ func (p *Proxy) listenUDP(ctx context.Context) ([]udpListener, netip.AddrPort, e
 		return nil, netip.AddrPort{}, fmt.Errorf("listening on udp %s: bad port: %w", p.cfg.Listen, err)
 	}
 	bound := netip.AddrPortFrom(addr, uint16(pn))
+	reuse := p.probeSocketReuse()
 	var ls []udpListener
 	fail := func(err error) ([]udpListener, netip.AddrPort, error) {
 		for _, l := range ls {
@@ -73,7 +74,7 @@ func (p *Proxy) listenUDP(ctx context.Context) ([]udpListener, netip.AddrPort, e
 		if err != nil {
 			return fail(err)
 		}
-		l, err := newUDPLoop(p, fd)
+		l, err := newUDPLoop(p, fd, reuse)
 		if err != nil {
 			_ = unix.Close(fd)
 			return fail(err)
@@ -274,12 +275,13 @@ const pollHeader = 2
 // repaceEvery bounds how long a loop with queries in flight sleeps.
 const repaceEvery = 100 * time.Millisecond
 
-func newUDPLoop(p *Proxy, lfd int) (*udpLoop, error) {
+func newUDPLoop(p *Proxy, lfd int, reuse [2]bool) (*udpLoop, error) {
 	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
 	l := &udpLoop{p: p, lfd: lfd, wakefd: wakefd, rbuf: make([]byte, largeBuf+1), pacing: p.policy.hedgeDelay()}
+	l.spares.reuse = reuse
 	for _, up := range p.cfg.Upstreams {
 		var r rawUpstream
 		r.family, r.sa, r.salen = rawSockaddr(up)
@@ -601,6 +603,9 @@ func (l *udpLoop) send(pd *pending, now time.Time) {
 // timed out may hold an error or a late reply, and is closed.
 type spareSockets struct {
 	fds [2][]spare // by family: AF_INET, AF_INET6
+	// reuse is set per family where a disconnect was seen to release the
+	// port (see probeSocketReuse); elsewhere every attempt has a new socket.
+	reuse [2]bool
 }
 
 type spare struct {
@@ -637,13 +642,80 @@ func (s *spareSockets) dial(up *rawUpstream, msg []byte) (int, uint32, syscall.E
 func (s *spareSockets) put(family, fd int, id uint16) {
 	free := &s.fds[familyIndex(family)]
 	unspec := unix.RawSockaddr{Family: unix.AF_UNSPEC}
-	if len(*free) < maxSpares {
+	if s.reuse[familyIndex(family)] && len(*free) < maxSpares {
 		if _, _, e := syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&unspec)), unsafe.Sizeof(unspec)); e == 0 {
 			*free = append(*free, spare{fd: fd, lastID: id})
 			return
 		}
 	}
 	_, _, _ = syscall.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
+}
+
+// probeSocketReuse finds, for the families of the upstreams, whether a
+// disconnected socket gets a new port when it connects again, as Linux
+// does. A sandboxed network stack might keep the port, and a reused
+// socket would then pin its attempts to one backend: the very outage the
+// forwarder exists for. connect sends nothing, so this costs no traffic.
+func (p *Proxy) probeSocketReuse() [2]bool {
+	var reuse, probed [2]bool
+	for _, addr := range p.cfg.Upstreams {
+		var up rawUpstream
+		up.family, up.sa, up.salen = rawSockaddr(addr)
+		i := familyIndex(up.family)
+		if probed[i] {
+			continue
+		}
+		probed[i] = true
+		if reuse[i] = disconnectReleasesPort(&up); !reuse[i] {
+			p.log.Info("A disconnected UDP socket keeps its port here; every upstream attempt opens a new socket", "upstream", addr.String())
+		}
+	}
+	return reuse
+}
+
+// disconnectReleasesPort connects a socket to up, disconnects it and
+// connects it again, up to three times (the kernel may pick the same
+// random port again by chance), and reports whether the port changed.
+func disconnectReleasesPort(up *rawUpstream) bool {
+	fd, err := unix.Socket(up.family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	unspec := unix.RawSockaddr{Family: unix.AF_UNSPEC}
+	last := -1
+	for range 4 {
+		if _, _, e := syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&up.sa)), uintptr(up.salen)); e != 0 {
+			return false
+		}
+		port := localPort(fd)
+		if port < 0 {
+			return false
+		}
+		if last >= 0 && port != last {
+			return true
+		}
+		last = port
+		if _, _, e := syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&unspec)), unsafe.Sizeof(unspec)); e != 0 {
+			return false
+		}
+	}
+	return false
+}
+
+// localPort is the port fd is bound to, or -1.
+func localPort(fd int) int {
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return -1
+	}
+	switch sa := sa.(type) {
+	case *unix.SockaddrInet4:
+		return sa.Port
+	case *unix.SockaddrInet6:
+		return sa.Port
+	}
+	return -1
 }
 
 func (s *spareSockets) close() {
