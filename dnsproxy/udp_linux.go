@@ -81,16 +81,11 @@ func (p *Proxy) listenUDP(ctx context.Context) ([]udpListener, netip.AddrPort, e
 		}
 		ls = append(ls, l)
 		if bound.Port() == 0 {
-			sa, err := unix.Getsockname(fd)
+			port, err := localPort(fd)
 			if err != nil {
 				return fail(err)
 			}
-			switch sa := sa.(type) {
-			case *unix.SockaddrInet4:
-				bound = netip.AddrPortFrom(bound.Addr(), uint16(sa.Port))
-			case *unix.SockaddrInet6:
-				bound = netip.AddrPortFrom(bound.Addr(), uint16(sa.Port))
-			}
+			bound = netip.AddrPortFrom(bound.Addr(), uint16(port))
 		}
 	}
 	return ls, bound, nil
@@ -178,6 +173,12 @@ type rawUpstream struct {
 	family int
 	sa     sockaddrBuf
 	salen  uint32
+}
+
+func newRawUpstream(addr netip.AddrPort) rawUpstream {
+	var r rawUpstream
+	r.family, r.sa, r.salen = rawSockaddr(addr)
+	return r
 }
 
 // mmsghdr is struct mmsghdr of recvmmsg(2) and sendmmsg(2).
@@ -283,9 +284,7 @@ func newUDPLoop(p *Proxy, lfd int, reuse [2]bool) (*udpLoop, error) {
 	l := &udpLoop{p: p, lfd: lfd, wakefd: wakefd, rbuf: make([]byte, largeBuf+1), pacing: p.policy.hedgeDelay()}
 	l.spares.reuse = reuse
 	for _, up := range p.cfg.Upstreams {
-		var r rawUpstream
-		r.family, r.sa, r.salen = rawSockaddr(up)
-		l.ups = append(l.ups, r)
+		l.ups = append(l.ups, newRawUpstream(up))
 	}
 	return l, nil
 }
@@ -640,13 +639,10 @@ func (s *spareSockets) dial(up *rawUpstream, msg []byte) (int, uint32, syscall.E
 // put disconnects fd, whose attempt with message ID id was answered, and
 // keeps it for another attempt, or closes it.
 func (s *spareSockets) put(family, fd int, id uint16) {
-	free := &s.fds[familyIndex(family)]
-	unspec := unix.RawSockaddr{Family: unix.AF_UNSPEC}
-	if s.reuse[familyIndex(family)] && len(*free) < maxSpares {
-		if _, _, e := syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&unspec)), unsafe.Sizeof(unspec)); e == 0 {
-			*free = append(*free, spare{fd: fd, lastID: id})
-			return
-		}
+	i := familyIndex(family)
+	if s.reuse[i] && len(s.fds[i]) < maxSpares && disconnect(fd) == 0 {
+		s.fds[i] = append(s.fds[i], spare{fd: fd, lastID: id})
+		return
 	}
 	_, _, _ = syscall.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
 }
@@ -659,8 +655,7 @@ func (s *spareSockets) put(family, fd int, id uint16) {
 func (p *Proxy) probeSocketReuse() [2]bool {
 	var reuse, probed [2]bool
 	for _, addr := range p.cfg.Upstreams {
-		var up rawUpstream
-		up.family, up.sa, up.salen = rawSockaddr(addr)
+		up := newRawUpstream(addr)
 		i := familyIndex(up.family)
 		if probed[i] {
 			continue
@@ -682,40 +677,39 @@ func disconnectReleasesPort(up *rawUpstream) bool {
 		return false
 	}
 	defer unix.Close(fd)
-	unspec := unix.RawSockaddr{Family: unix.AF_UNSPEC}
 	last := -1
 	for range 4 {
-		if _, _, e := syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&up.sa)), uintptr(up.salen)); e != 0 {
+		if connect(fd, up) != 0 {
 			return false
 		}
-		port := localPort(fd)
-		if port < 0 {
+		port, err := localPort(fd)
+		if err != nil {
 			return false
 		}
 		if last >= 0 && port != last {
 			return true
 		}
 		last = port
-		if _, _, e := syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&unspec)), unsafe.Sizeof(unspec)); e != 0 {
+		if disconnect(fd) != 0 {
 			return false
 		}
 	}
 	return false
 }
 
-// localPort is the port fd is bound to, or -1.
-func localPort(fd int) int {
+// localPort is the port the IPv4 or IPv6 socket fd is bound to.
+func localPort(fd int) (int, error) {
 	sa, err := unix.Getsockname(fd)
 	if err != nil {
-		return -1
+		return 0, err
 	}
 	switch sa := sa.(type) {
 	case *unix.SockaddrInet4:
-		return sa.Port
+		return sa.Port, nil
 	case *unix.SockaddrInet6:
-		return sa.Port
+		return sa.Port, nil
 	}
-	return -1
+	return 0, fmt.Errorf("socket of family %T", sa)
 }
 
 func (s *spareSockets) close() {
@@ -746,10 +740,25 @@ func dialUDP(up *rawUpstream, msg []byte) (int, syscall.Errno) {
 // connectAndWrite connects the unconnected socket fd to up, which binds it
 // to a new ephemeral port, and sends msg.
 func connectAndWrite(fd int, up *rawUpstream, msg []byte) syscall.Errno {
-	if _, _, e := syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&up.sa)), uintptr(up.salen)); e != 0 {
+	if e := connect(fd, up); e != 0 {
 		return e
 	}
 	_, _, e := syscall.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg)))
+	return e
+}
+
+// connect connects fd to up; an unbound socket is bound to an ephemeral
+// port on the way.
+func connect(fd int, up *rawUpstream) syscall.Errno {
+	_, _, e := syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&up.sa)), uintptr(up.salen))
+	return e
+}
+
+// disconnect dissolves fd's association (connect with AF_UNSPEC), which
+// also releases the port of a socket that bind(2) did not pin.
+func disconnect(fd int) syscall.Errno {
+	unspec := unix.RawSockaddr{Family: unix.AF_UNSPEC}
+	_, _, e := syscall.RawSyscall(unix.SYS_CONNECT, uintptr(fd), uintptr(unsafe.Pointer(&unspec)), unsafe.Sizeof(unspec))
 	return e
 }
 

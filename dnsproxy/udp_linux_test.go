@@ -33,8 +33,7 @@ func TestSpareSocketLeavesFromANewPort(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer pc.Close()
-				var up rawUpstream
-				up.family, up.sa, up.salen = rawSockaddr(pc.LocalAddr().(*net.UDPAddr).AddrPort())
+				up := newRawUpstream(pc.LocalAddr().(*net.UDPAddr).AddrPort())
 				if !disconnectReleasesPort(&up) {
 					t.Fatal("this kernel keeps a disconnected UDP socket's port; Linux releases it")
 				}
