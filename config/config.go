@@ -61,8 +61,13 @@ type DNSConfig struct {
 	// Defaults to [single-request-reopen].
 	Options []DNSOption `json:"options"`
 	// Ndots is the ndots value given to pods whose resolv.conf would get the
-	// kubelet's ndots:5 and that do not set their own. Defaults to 2.
+	// kubelet's ndots:5, that do not set their own, and whose resolver
+	// searches a name after its absolute lookup fails (glibc, Go). Pods
+	// whose resolver never does (musl) or is unknown keep ndots:5, so that
+	// names such as svc.ns.svc keep resolving. Defaults to 2.
 	Ndots int `json:"ndots"`
+	// Resolver tells netguard which DNS resolver a pod's programs use.
+	Resolver ResolverConfig `json:"resolver"`
 	// Search controls the scrubbing of search domains leaked from the node.
 	Search SearchConfig `json:"search"`
 }
@@ -99,9 +104,10 @@ func Default() *Config {
 	return &Config{
 		Namespaces: NamespacesConfig{Mode: NamespaceModeOptIn},
 		DNS: DNSConfig{
-			Enabled: true,
-			Options: []DNSOption{{Name: "single-request-reopen"}},
-			Ndots:   2,
+			Enabled:  true,
+			Options:  []DNSOption{{Name: "single-request-reopen"}},
+			Ndots:    2,
+			Resolver: defaultResolver(),
 			Search: SearchConfig{
 				Scrub:             true,
 				ClusterDomain:     "cluster.local",

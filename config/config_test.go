@@ -67,6 +67,9 @@ func TestParse(t *testing.T) {
 		"bad sidecar mode":               {yaml: "dnsProxy:\n  mode: socket\n", wantErr: "dnsProxy.mode"},
 		"sidecar image with tag pattern": {yaml: "dnsProxy:\n  images: [\"nginx:1.27\"]\n", wantErr: "dnsProxy.images[0]"},
 		"sidecar port out of range":      {yaml: "dnsProxy:\n  port: 70000\n", wantErr: "dnsProxy.port"},
+		"bad resolver default":           {yaml: "dns:\n  resolver:\n    default: bionic\n", wantErr: `dns.resolver.default: Unsupported value: "bionic"`},
+		"glibc image with a tag":         {yaml: "dns:\n  resolver:\n    glibcImages: [\"debian:12\"]\n", wantErr: "dns.resolver.glibcImages[0]"},
+		"empty musl image":               {yaml: "dns:\n  resolver:\n    muslImages: [\"\"]\n", wantErr: "dns.resolver.muslImages[0]"},
 		"attempt policy, partly given": {yaml: "dnsProxy:\n  attempts:\n    hedgeDelayMin: 5ms\n    maxParallel: 4\n", check: func(t *testing.T, c *Config) {
 			want := DefaultDNSProxyAttempts()
 			want.HedgeDelayMin, want.MaxParallel = "5ms", 4

@@ -26,6 +26,13 @@ type DNSProxyConfig struct {
 	Enabled bool `json:"enabled"`
 	// Mode is port or resolv. Defaults to port.
 	Mode DNSProxyMode `json:"mode"`
+	// ForMusl injects the sidecar, in resolv mode, into every pod whose
+	// resolver is musl (dns.resolver): musl sends A and AAAA at once from one
+	// socket and ignores single-request-reopen, so the sidecar, which sends
+	// each upstream query from a new source port, is its fix for the
+	// conntrack race. Pods can ask for it alone with the annotation
+	// netguard.io/dns-proxy: resolv. Defaults to false.
+	ForMusl bool `json:"forMusl"`
 	// NativeSidecar injects an init container with restartPolicy Always
 	// (Kubernetes 1.29+); false injects a plain container. Defaults to true.
 	NativeSidecar bool `json:"nativeSidecar"`

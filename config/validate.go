@@ -76,6 +76,7 @@ func (d *DNSConfig) validate(p *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(op.Child("value"), *o.Value, "must not contain white space"))
 		}
 	}
+	errs = append(errs, d.Resolver.validate(p.Child("resolver"))...)
 	s := p.Child("search")
 	for _, msg := range validation.IsDNS1123Subdomain(d.Search.ClusterDomain) {
 		errs = append(errs, field.Invalid(s.Child("clusterDomain"), d.Search.ClusterDomain, msg))
@@ -114,11 +115,7 @@ func (d *DNSProxyConfig) validate(p *field.Path) field.ErrorList {
 	default:
 		errs = append(errs, field.NotSupported(p.Child("imagePullPolicy"), d.ImagePullPolicy, []corev1.PullPolicy{corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever}))
 	}
-	for i, img := range d.Images {
-		if img == "" || strings.ContainsAny(img, " :@") {
-			errs = append(errs, field.Invalid(p.Child("images").Index(i), img, "must be an image repository path without tag or digest, optionally starting with */"))
-		}
-	}
+	errs = append(errs, validateImagePatterns(p.Child("images"), d.Images)...)
 	for name, port := range map[string]int32{"port": d.Port, "metricsPort": d.MetricsPort} {
 		if port < 1 || port > 65535 {
 			errs = append(errs, field.Invalid(p.Child(name), port, "must be 1..65535"))

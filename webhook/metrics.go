@@ -3,6 +3,8 @@ package webhook
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/netguard-io/netguard/config"
 )
 
 // Pod webhook metrics, on top of controller-runtime's
@@ -13,6 +15,10 @@ var (
 		Name: "netguard_pod_mutations_total",
 		Help: "Pod policies applied at admission, by policy.",
 	}, []string{"policy"})
+	podResolvers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "netguard_pod_resolvers_total",
+		Help: "Pods mutated at admission, by the resolver their DNS rules were chosen for (glibc, musl, go, unknown).",
+	}, []string{"resolver"})
 	podSkips = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "netguard_pod_skips_total",
 		Help: "Pods admitted without changes, by reason.",
@@ -32,5 +38,8 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(podMutations, podSkips, dnsProxySkips, webhookErrors, clusterDNSKnown)
+	for _, r := range config.Resolvers {
+		podResolvers.WithLabelValues(string(r))
+	}
+	metrics.Registry.MustRegister(podMutations, podResolvers, podSkips, dnsProxySkips, webhookErrors, clusterDNSKnown)
 }

@@ -132,8 +132,9 @@ func (m *PodMutator) Handle(ctx context.Context, req admission.Request) admissio
 	for _, p := range result.Applied {
 		podMutations.WithLabelValues(p).Inc()
 	}
+	podResolvers.WithLabelValues(string(result.Resolver)).Inc()
 	resp.Warnings = warnings
-	log.Info("Pod mutated", "applied", result.Applied, "dryRun", req.DryRun != nil && *req.DryRun)
+	log.Info("Pod mutated", "applied", result.Applied, "resolver", result.Resolver, "resolverFrom", result.ResolverFrom, "dryRun", req.DryRun != nil && *req.DryRun)
 	return resp
 }
 

@@ -204,16 +204,29 @@ func TestMutateErrorsNameFileAndDocument(t *testing.T) {
 }
 
 func TestResolvPrintsHardenedFile(t *testing.T) {
-	pod := writeFile(t, "pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers: [{name: a, image: app}]\n")
 	node := writeFile(t, "resolv.conf", "nameserver 192.0.2.1\nsearch example.org corp.example\noptions edns0\n")
-	out, _, err := runRoot(t, "", "resolv", "-f", pod, "--namespace", "team", "--node-resolv", node, "--cluster-dns", "10.96.0.10")
-	if err != nil {
-		t.Fatal(err)
+	cases := map[string]struct{ image, options, resolver string }{
+		"glibc image":        {"python:3.12", "single-request-reopen ndots:2", "resolver glibc (image python:3.12)"},
+		"musl image":         {"alpine:3.20", "ndots:5", "resolver musl (image alpine:3.20)"},
+		"unclassified image": {"app", "single-request-reopen ndots:5", "resolver unknown (image app unclassified)"},
 	}
-	want := "search team.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions single-request-reopen ndots:2\n"
-	if out != want {
-		t.Errorf("resolv.conf:\n%s\nwant:\n%s", out, want)
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			pod := writeFile(t, "pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers: [{name: a, image: \""+tc.image+"\"}]\n")
+			out, stderr, err := runRoot(t, "", "resolv", "-f", pod, "--namespace", "team", "--node-resolv", node, "--cluster-dns", "10.96.0.10")
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "search team.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions " + tc.options + "\n"
+			if out != want {
+				t.Errorf("resolv.conf:\n%s\nwant:\n%s", out, want)
+			}
+			if !strings.Contains(stderr, ": "+tc.resolver+"\n") {
+				t.Errorf("stderr %q does not name %q", stderr, tc.resolver)
+			}
+		})
 	}
+	pod := writeFile(t, "pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers: [{name: a, image: app}]\n")
 	if _, _, err := runRoot(t, "", "resolv", "-f", pod); err == nil || !strings.Contains(err.Error(), "--cluster-dns") {
 		t.Errorf("missing --cluster-dns: error = %v", err)
 	}

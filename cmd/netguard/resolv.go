@@ -26,7 +26,10 @@ func newResolvCommand(root *rootOptions) *cobra.Command {
 		Long: `Apply the pod policies to the first Pod (or pod template) in FILE and print
 the /etc/resolv.conf the kubelet would write for it, given the node's
 resolv.conf (--node-resolv), the cluster DNS IP and the cluster domain.
-With --unmutated, print the file the pod gets without netguard.`,
+On standard error: the resolver the rules were chosen for (glibc, musl,
+go or unknown, from the netguard.io/resolver annotation or the images),
+and the admission warnings. With --unmutated, print the file the pod gets
+without netguard.`,
 		Example: `  netguard resolv -f pod.yaml --namespace team --cluster-dns 10.96.0.10 --node-resolv node-resolv.conf`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -61,6 +64,9 @@ With --unmutated, print the file the pod gets without netguard.`,
 				}
 				if !opts.unmutated {
 					result := mutatedPod(pod, &opts.offlineOptions, cfg)
+					if result.Resolver != "" {
+						fmt.Fprintf(cmd.ErrOrStderr(), "%s: resolver %s (%s)\n", doc, result.Resolver, result.ResolverFrom)
+					}
 					for _, w := range result.Warnings {
 						fmt.Fprintf(cmd.ErrOrStderr(), "%s: warning: %s\n", doc, w)
 					}

@@ -119,10 +119,14 @@ func run(ctx context.Context) error {
 	}
 	fmt.Printf("  the node's resolv.conf, as the kubelet sees it:\n%s", indent(nodeResolvConf, "    | "))
 
+	// One pod per resolver netguard tells apart: glibc (an official
+	// Debian-based image), musl (Alpine), and an image it cannot classify.
 	pods := []*corev1.Pod{
-		samplePod("team", "api", "registry.example/api:1.4"),
+		samplePod("team", "api", "python:3.12"),
+		samplePod("team", "worker", "alpine:3.20"),
+		samplePod("team", "billing", "registry.example/billing:1.4"),
 		samplePod("team", "gateway", "nginxinc/nginx-unprivileged:1.27"),
-		samplePod("legacy", "api", "registry.example/api:1.4"),
+		samplePod("legacy", "api", "python:3.12"),
 	}
 	for _, pod := range pods {
 		if err := showPod(ctx, cp, pod); err != nil {
@@ -132,7 +136,7 @@ func run(ctx context.Context) error {
 	if err := showServiceGuard(ctx, cp); err != nil {
 		return err
 	}
-	step("Done: pods in opted-in namespaces resolve with single-request-reopen, ndots:2 and no leaked search domains; nginx pods get the fresh-port DNS sidecar; a Service selector that matches one rollout revision is denied")
+	step("Done: pods in opted-in namespaces lose the leaked search domains; glibc pods also get single-request-reopen and ndots:2, while musl pods and pods of unknown resolver keep ndots:5 so that names like svc.ns.svc keep resolving; nginx pods get the fresh-port DNS sidecar; a Service selector that matches one rollout revision is denied")
 	return nil
 }
 

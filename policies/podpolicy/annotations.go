@@ -18,8 +18,13 @@ const (
 	AnnotationInject = "netguard.io/inject"
 	// AnnotationNdots "N" (0..15) is the ndots value for the pod.
 	AnnotationNdots = "netguard.io/ndots"
-	// AnnotationDNSProxy "true" forces the DNS sidecar, "false" prevents it.
+	// AnnotationDNSProxy "true" forces the DNS sidecar in the configured
+	// mode, "port" or "resolv" in that mode, "false" prevents it.
 	AnnotationDNSProxy = "netguard.io/dns-proxy"
+	// AnnotationResolver "glibc", "musl", "go" or "unknown" names the DNS
+	// resolver the pod's programs use, which netguard otherwise tells from
+	// the images (see config.Resolver).
+	AnnotationResolver = "netguard.io/resolver"
 	// AnnotationStatus is written by netguard: what it applied, and its
 	// version, as compact JSON (see Status).
 	AnnotationStatus = "netguard.io/status"
@@ -69,6 +74,9 @@ type Status struct {
 	Applied []string `json:"applied"`
 	// DNSProxy is the sidecar's mode, when one was injected.
 	DNSProxy config.DNSProxyMode `json:"dnsProxy,omitempty"`
+	// Resolver is the resolver the DNS rules were chosen for; absent in
+	// pods mutated before netguard told resolvers apart.
+	Resolver config.Resolver `json:"resolver,omitempty"`
 }
 
 // ParseStatus decodes a netguard.io/status annotation value.

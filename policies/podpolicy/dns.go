@@ -110,6 +110,9 @@ func (m *mutator) dnsOptions(kind dnsKind) []corev1.PodDNSConfigOption {
 		if o.Name == "single-request-reopen" && optionIndex(opts, "single-request") >= 0 {
 			continue
 		}
+		if ignoresOption(m.resolver, o.Name) {
+			continue
+		}
 		opts = append(opts, corev1.PodDNSConfigOption{Name: o.Name, Value: cloneString(o.Value)})
 		added = true
 	}
@@ -121,8 +124,18 @@ func (m *mutator) dnsOptions(kind dnsKind) []corev1.PodDNSConfigOption {
 	_, podAnnotated := m.pod.Annotations[AnnotationNdots]
 	switch {
 	case kind == kindCluster && i < 0:
-		n := strconv.Itoa(m.ndots())
-		opts = append(opts, corev1.PodDNSConfigOption{Name: "ndots", Value: &n})
+		n, from := m.ndots()
+		if from == "" && !m.resolver.SearchesAfterAbsolute() {
+			// The kubelet's ndots:5 stays (a rewrite to dnsPolicy None
+			// writes it out): see resolver.go.
+			m.ndotsKept = true
+			break
+		}
+		if v, _ := strconv.Atoi(kubeletNdots); from != "" && n < v && !m.resolver.SearchesAfterAbsolute() {
+			m.warn(fmt.Sprintf("%s=\"%d\" applied, though the pod's resolver is %s: musl and dig +search do not search names with %d or more dots, such as svc.ns.svc", from, n, m.resolver, n))
+		}
+		v := strconv.Itoa(n)
+		opts = append(opts, corev1.PodDNSConfigOption{Name: "ndots", Value: &v})
 		m.apply(AppliedNdots)
 	case kind == kindCluster:
 		if v := m.pod.Annotations[AnnotationNdots]; podAnnotated && validNdots(v) && optionValue(opts[i]) != v {
@@ -134,24 +147,25 @@ func (m *mutator) dnsOptions(kind dnsKind) []corev1.PodDNSConfigOption {
 	return opts
 }
 
-// ndots returns the pod's ndots annotation, else its namespace's, else the
-// configured value; a bad annotation is reported and passed over.
-func (m *mutator) ndots() int {
+// ndots returns the pod's ndots annotation, else its namespace's, with the
+// annotation it came from; else the configured value and "". A bad
+// annotation is reported and passed over.
+func (m *mutator) ndots() (int, string) {
 	if v, ok := m.pod.Annotations[AnnotationNdots]; ok {
 		if validNdots(v) {
 			n, _ := strconv.Atoi(v)
-			return n
+			return n, "pod annotation " + AnnotationNdots
 		}
 		m.warn(fmt.Sprintf("pod annotation %s=%q is not a number from 0 to 15; ignored", AnnotationNdots, v))
 	}
 	if v, ok := m.ns.Annotations[AnnotationNdots]; ok {
 		if validNdots(v) {
 			n, _ := strconv.Atoi(v)
-			return n
+			return n, "namespace " + m.ns.Name + " annotation " + AnnotationNdots
 		}
 		m.warn(fmt.Sprintf("namespace %s annotation %s=%q is not a number from 0 to 15; ignored", m.ns.Name, AnnotationNdots, v))
 	}
-	return m.cfg.DNS.Ndots
+	return m.cfg.DNS.Ndots, ""
 }
 
 // validNdots accepts what glibc does for ndots: 0..15.
@@ -167,7 +181,7 @@ func (m *mutator) scrub(opts []corev1.PodDNSConfigOption) bool {
 		m.warn("search domains not scrubbed: the cluster DNS Service IP is unknown (set dns.search.clusterDNS or check the " + m.cfg.DNS.Search.ClusterDNSService + " Service)")
 		return false
 	}
-	dc, problem := m.noneDNSConfig(m.clusterDNS, opts)
+	dc, problem := m.noneDNSConfig(m.clusterDNS, withNdots(opts))
 	if problem != "" {
 		m.warn("search domains not scrubbed: " + problem)
 		return false

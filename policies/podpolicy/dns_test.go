@@ -276,7 +276,7 @@ func TestStatusAnnotation(t *testing.T) {
 	env, cfg := testEnv(), testConfig()
 	res := Mutate(testPod("shop"), env, cfg)
 	got := res.Pod.Annotations[AnnotationStatus]
-	want := `{"version":"v1.2.3","applied":["dns-options","ndots","search-scrub"]}`
+	want := `{"version":"v1.2.3","applied":["dns-options","ndots","search-scrub"],"resolver":"glibc"}`
 	if got != want {
 		t.Errorf("status = %s, want %s", got, want)
 	}

@@ -7,8 +7,10 @@
 //
 // The policies, each recorded in the pod's netguard.io/status annotation:
 //   - dns-options: add the configured resolv.conf options (default
-//     single-request-reopen) that the pod does not set itself;
-//   - ndots: replace the kubelet's ndots:5 with the configured value;
+//     single-request-reopen) that the pod does not set itself and its
+//     resolver does not ignore;
+//   - ndots: replace the kubelet's ndots:5 with the configured value, for
+//     pods whose resolver searches after an absolute lookup (resolver.go);
 //   - search-scrub: rebuild ClusterFirst pods as dnsPolicy None with only the
 //     cluster's search path, dropping search domains leaked from the node;
 //   - dns-proxy: inject the netguard-dns forwarder sidecar into nginx pods.
@@ -17,7 +19,9 @@
 package podpolicy
 
 import (
+	"fmt"
 	"net/netip"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -62,6 +66,11 @@ type Result struct {
 	Applied []string
 	// Warnings are for admission warnings: what the user should know.
 	Warnings []string
+	// Resolver is the resolver the DNS rules were chosen for, and
+	// ResolverFrom what netguard told it from (an annotation, the images,
+	// the configured default); empty when the pod was skipped.
+	Resolver     config.Resolver
+	ResolverFrom string
 }
 
 // Mutate applies the pod policies to a copy of pod. Pure: no client calls,
@@ -106,8 +115,12 @@ type mutator struct {
 	cfg        *config.Config
 	ns         NamespaceInfo
 	clusterDNS string // validated env.ClusterDNS, "" when unknown
+	resolver   config.Resolver
 	proxyMode  config.DNSProxyMode
-	res        Result
+	// ndotsKept is set when the pod keeps the kubelet's ndots:5 because
+	// its resolver may be musl.
+	ndotsKept bool
+	res       Result
 }
 
 func (m *mutator) warn(msg string) { m.res.Warnings = append(m.res.Warnings, msg) }
@@ -133,6 +146,8 @@ func (m *mutator) clusterDNSAddr() string {
 // (its resolv mode owns the pod's resolv.conf), then the rewrite to
 // dnsPolicy None, then the sidecar itself.
 func (m *mutator) run() {
+	m.resolver, m.res.ResolverFrom = m.podResolver()
+	m.res.Resolver = m.resolver
 	kind := podDNSKind(&m.pod.Spec)
 	opts := m.dnsOptions(kind)
 
@@ -157,12 +172,39 @@ func (m *mutator) run() {
 	if mode != "" {
 		m.injectDNSProxy(mode, matched)
 	}
+	m.warnResolver()
+}
+
+// warnResolver says which fixes a pod whose resolver may be musl goes
+// without, and how to get them.
+func (m *mutator) warnResolver() {
+	var kept []string
+	if m.ndotsKept {
+		kept = append(kept, fmt.Sprintf("ndots stays 5, as under ndots:%d musl would stop resolving names such as svc.ns.svc", m.cfg.DNS.Ndots))
+	}
+	switch m.resolver {
+	case config.ResolverMusl:
+		switch {
+		case m.proxyMode == config.DNSProxyModeResolv:
+		case m.res.DNSProxySkipped != "":
+			kept = append(kept, "the A/AAAA race (5 s lookups) stays, as musl ignores single-request-reopen")
+		default:
+			kept = append(kept, "the A/AAAA race (5 s lookups) stays, as musl ignores single-request-reopen: annotate "+AnnotationDNSProxy+": resolv for the "+DNSProxyContainerName+" sidecar, which fixes it")
+		}
+	case config.ResolverUnknown:
+		if len(kept) > 0 {
+			kept = append(kept, "annotate "+AnnotationResolver+": glibc (or go) if the pod's programs use that resolver")
+		}
+	}
+	if len(kept) > 0 {
+		m.warn(fmt.Sprintf("resolver %s (%s): %s", m.resolver, m.res.ResolverFrom, strings.Join(kept, "; ")))
+	}
 }
 
 // writeStatus records what was applied, merged with what an earlier pass
 // recorded, so a later pass that finds nothing new leaves the pod alone.
 func (m *mutator) writeStatus() {
-	st := Status{Version: m.env.Version, Applied: m.res.Applied, DNSProxy: m.proxyMode}
+	st := Status{Version: m.env.Version, Applied: m.res.Applied, DNSProxy: m.proxyMode, Resolver: m.resolver}
 	if prev, ok := podStatus(m.pod); ok {
 		st.Applied = mergeApplied(prev.Applied, st.Applied)
 		if st.DNSProxy == "" {

@@ -56,6 +56,10 @@ const (
 	// SkipDNSProxyPortConflict: a container already declares a port the
 	// sidecar would bind.
 	SkipDNSProxyPortConflict SkipReason = "a container already declares a port the DNS sidecar needs"
+	// SkipDNSProxyResolvUnavailable: the sidecar was asked for in resolv
+	// mode (annotation, or dnsProxy.forMusl) and the pod cannot have it
+	// there (cluster DNS IP unknown, its own dnsPolicy, port 53 taken).
+	SkipDNSProxyResolvUnavailable SkipReason = "the DNS sidecar was asked for in resolv mode, which the pod cannot have"
 )
 
 // Label returns a short, stable name for r, fit for a bounded metric label.
@@ -100,6 +104,8 @@ func (r SkipReason) Label() string {
 		return "istio-dns-capture"
 	case SkipDNSProxyPortConflict:
 		return "dns-proxy-port-conflict"
+	case SkipDNSProxyResolvUnavailable:
+		return "dns-proxy-resolv-unavailable"
 	}
 	return "other"
 }
@@ -115,6 +121,6 @@ func SkipReasons() []SkipReason {
 		SkipOptedOut, SkipNamespaceDefaultOptedOut, SkipMirrorPod, SkipNetguardPod, SkipWindows,
 		SkipHostNetwork, SkipInvalidDNSConfig, SkipAlreadyMutated, SkipNothingToApply,
 		SkipDNSProxyOptedOut, SkipDNSProxyDisabled, SkipDNSProxyHostNetwork, SkipIstioDNSCapture,
-		SkipDNSProxyPortConflict,
+		SkipDNSProxyPortConflict, SkipDNSProxyResolvUnavailable,
 	}
 }

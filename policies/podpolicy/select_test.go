@@ -192,7 +192,7 @@ func testPod(ns string) *corev1.Pod {
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: ns},
 		Spec: corev1.PodSpec{
-			Containers: []corev1.Container{{Name: "app", Image: "ghcr.io/example/app:1"}},
+			Containers: []corev1.Container{{Name: "app", Image: "docker.io/library/python:3.12"}},
 		},
 	}
 }

@@ -138,6 +138,10 @@ func isTrue(s string) bool {
 
 // planDNSProxy decides whether the pod gets the sidecar and in which mode;
 // "" means no sidecar. matched names the nginx container that asked for it.
+// The sidecar is asked for by an nginx image, by the netguard.io/dns-proxy
+// annotation ("true" in the configured mode, "port" or "resolv" in that
+// one), or, with dnsProxy.forMusl, by a musl resolver (in resolv mode: in
+// port mode it would serve nobody).
 func (m *mutator) planDNSProxy(kind dnsKind) (mode config.DNSProxyMode, matched string) {
 	if hasContainer(&m.pod.Spec, DNSProxyContainerName) {
 		return "", "" // injected before, by netguard or by hand
@@ -145,12 +149,13 @@ func (m *mutator) planDNSProxy(kind dnsKind) (mode config.DNSProxyMode, matched 
 	matched = m.matchingContainer()
 	forced := false
 	if v, from, ok := annotation(m.pod, m.ns, AnnotationDNSProxy); ok {
-		b, err := strconv.ParseBool(v)
-		switch {
+		switch b, err := strconv.ParseBool(v); {
+		case v == string(config.DNSProxyModePort) || v == string(config.DNSProxyModeResolv):
+			forced, mode = true, config.DNSProxyMode(v)
 		case err != nil:
-			m.warn(fmt.Sprintf("%s=%q is not true or false; ignored", from, v))
+			m.warn(fmt.Sprintf("%s=%q is not true, false, port or resolv; ignored", from, v))
 		case !b:
-			if matched != "" {
+			if matched != "" || m.wantsMuslSidecar() {
 				m.res.DNSProxySkipped = SkipDNSProxyOptedOut
 			}
 			return "", ""
@@ -159,7 +164,10 @@ func (m *mutator) planDNSProxy(kind dnsKind) (mode config.DNSProxyMode, matched 
 		}
 	}
 	if !forced && matched == "" {
-		return "", ""
+		if !m.wantsMuslSidecar() {
+			return "", ""
+		}
+		forced, mode = true, config.DNSProxyModeResolv
 	}
 	skip := func(r SkipReason, detail string) (config.DNSProxyMode, string) {
 		m.res.DNSProxySkipped = r
@@ -180,9 +188,17 @@ func (m *mutator) planDNSProxy(kind dnsKind) (mode config.DNSProxyMode, matched 
 		return skip(SkipIstioDNSCapture, "Istio's DNS proxy already serves the pod (ISTIO_META_DNS_CAPTURE=true); netguard does not stack a second one")
 	}
 
-	mode = m.cfg.DNSProxy.Mode
+	resolvAsked := mode == config.DNSProxyModeResolv
+	if mode == "" {
+		mode = m.cfg.DNSProxy.Mode
+	}
 	if mode == config.DNSProxyModeResolv {
 		if problem := m.resolvModeProblem(kind); problem != "" {
+			if resolvAsked && matched == "" {
+				// In port mode only a program pointed at the port would
+				// use it, and none asked for it.
+				return skip(SkipDNSProxyResolvUnavailable, "resolv mode is not possible: "+problem)
+			}
 			m.warn("DNS sidecar uses port mode, not resolv mode: " + problem)
 			mode = config.DNSProxyModePort
 		}
@@ -191,6 +207,12 @@ func (m *mutator) planDNSProxy(kind dnsKind) (mode config.DNSProxyMode, matched 
 		return skip(SkipDNSProxyPortConflict, fmt.Sprintf("container %q declares port %d, which %s binds (change dnsProxy.port or dnsProxy.metricsPort)", container, port, DNSProxyContainerName))
 	}
 	return mode, matched
+}
+
+// wantsMuslSidecar reports whether dnsProxy.forMusl asks for the sidecar:
+// the pod's resolver is musl, which keeps the A/AAAA race.
+func (m *mutator) wantsMuslSidecar() bool {
+	return m.cfg.DNSProxy.ForMusl && m.resolver == config.ResolverMusl
 }
 
 // resolvModeProblem says why the pod cannot get the sidecar in resolv mode.

@@ -104,6 +104,8 @@ func TestIstioCapturesDNS(t *testing.T) {
 func TestMutateDNSProxy(t *testing.T) {
 	nginx := func(p *corev1.Pod) { p.Spec.Containers[0].Image = "nginx:1.27" }
 	resolv := func(c *config.Config) { c.DNSProxy.Mode = config.DNSProxyModeResolv }
+	forMusl := func(c *config.Config) { c.DNSProxy.ForMusl = true }
+	alpine := func(p *corev1.Pod) { p.Spec.Containers[0].Image = "alpine:3.20" }
 	cases := map[string]struct {
 		pod    func(*corev1.Pod)
 		ns     map[string]string
@@ -133,7 +135,7 @@ func TestMutateDNSProxy(t *testing.T) {
 		},
 		"bad annotation is ignored with a warning": {
 			pod:  func(p *corev1.Pod) { nginx(p); p.Annotations = map[string]string{AnnotationDNSProxy: "yes please"} },
-			mode: config.DNSProxyModePort, native: true, warning: `pod annotation netguard.io/dns-proxy="yes please" is not true or false`,
+			mode: config.DNSProxyModePort, native: true, warning: `pod annotation netguard.io/dns-proxy="yes please" is not true, false, port or resolv`,
 		},
 		"plain container when native sidecars are off": {pod: nginx, cfg: func(c *config.Config) { c.DNSProxy.NativeSidecar = false }, mode: config.DNSProxyModePort},
 		"nginx as a native sidecar counts": {
@@ -250,6 +252,38 @@ func TestMutateDNSProxy(t *testing.T) {
 			},
 			skip: SkipDNSProxyPortConflict, warning: `container "app" declares port 8053`,
 		},
+		"annotation resolv asks for resolv mode": {
+			pod:  func(p *corev1.Pod) { p.Annotations = map[string]string{AnnotationDNSProxy: "resolv"} },
+			mode: config.DNSProxyModeResolv, native: true, nameservers: []string{"127.0.0.1"}, sysctl: "53", noWarning: true,
+		},
+		"annotation port beats the configured resolv mode": {
+			pod: func(p *corev1.Pod) { nginx(p); p.Annotations = map[string]string{AnnotationDNSProxy: "port"} }, cfg: resolv,
+			mode: config.DNSProxyModePort, native: true, warning: "nginx must resolve through the sidecar",
+		},
+		"annotation resolv without cluster DNS is skipped, not moved to port mode": {
+			pod: func(p *corev1.Pod) { p.Annotations = map[string]string{AnnotationDNSProxy: "resolv"} }, env: func(e *Env) { e.ClusterDNS = "" },
+			skip: SkipDNSProxyResolvUnavailable, warning: "resolv mode is not possible: the cluster DNS Service IP is unknown",
+		},
+		"annotation resolv on nginx without cluster DNS falls back to port": {
+			pod: func(p *corev1.Pod) { nginx(p); p.Annotations = map[string]string{AnnotationDNSProxy: "resolv"} }, env: func(e *Env) { e.ClusterDNS = "" },
+			mode: config.DNSProxyModePort, native: true, warning: "DNS sidecar uses port mode",
+		},
+		"forMusl: a musl pod gets resolv mode": {
+			pod: alpine, cfg: forMusl, mode: config.DNSProxyModeResolv, native: true, nameservers: []string{"127.0.0.1"}, sysctl: "53",
+			warning: "resolver musl (image alpine:3.20): ndots stays 5",
+		},
+		"forMusl: a glibc pod does not": {cfg: forMusl},
+		"forMusl: a pod of unknown resolver does not": {
+			pod: func(p *corev1.Pod) { p.Spec.Containers[0].Image = "ghcr.io/example/app:1" }, cfg: forMusl,
+		},
+		"forMusl: annotation false opts out": {
+			pod: func(p *corev1.Pod) { alpine(p); p.Annotations = map[string]string{AnnotationDNSProxy: "false"} }, cfg: forMusl, skip: SkipDNSProxyOptedOut,
+		},
+		"forMusl: nginx on Alpine keeps the configured port mode": {
+			pod: func(p *corev1.Pod) { p.Spec.Containers[0].Image = "nginx:1.27-alpine" }, cfg: forMusl,
+			mode: config.DNSProxyModePort, native: true, warning: "nginx must resolve through the sidecar",
+		},
+		"forMusl: off by default": {pod: alpine},
 		"resolv mode with the DNS policy disabled keeps ndots:5": {
 			pod: nginx, cfg: func(c *config.Config) { resolv(c); c.DNS.Enabled = false }, mode: config.DNSProxyModeResolv, native: true,
 			nameservers: []string{"127.0.0.1"}, sysctl: "53",

@@ -170,6 +170,7 @@ func TestDashboard(t *testing.T) {
 		"netguard_serviceguard_reviews_total",
 		"netguard_webhook_errors_total",
 		"netguard_pod_mutations_total", // mutations and skips by reason
+		"netguard_pod_resolvers_total", // which resolver the DNS rules were chosen for
 		"netguard_pod_skips_total",
 		"netguard_pod_dns_proxy_skips_total",
 		"netguard_serviceguard_findings_total", // guard findings

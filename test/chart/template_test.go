@@ -66,6 +66,27 @@ var valueCases = map[string]struct {
 			})
 		},
 	},
+	"resolvers": {
+		values: map[string]any{
+			"dns":      map[string]any{"resolver": map[string]any{"default": "glibc", "glibcImages": []string{"team/api"}, "muslImages": []string{"*/in-house/base"}}},
+			"dnsProxy": map[string]any{"forMusl": true},
+		},
+		check: func(t *testing.T, r rendered) {
+			r.wantConfig(t, func(c *config.Config) bool {
+				rc := c.DNS.Resolver
+				return rc.Default == config.ResolverGlibc && slices.Equal(rc.GlibcImages, []string{"team/api"}) &&
+					slices.Equal(rc.MuslImages, []string{"*/in-house/base"}) && c.DNSProxy.ForMusl
+			})
+		},
+	},
+	"resolver defaults": {
+		check: func(t *testing.T, r rendered) {
+			r.wantConfig(t, func(c *config.Config) bool {
+				rc := c.DNS.Resolver
+				return rc.Default == config.ResolverUnknown && slices.Equal(rc.GlibcImages, config.DefaultGlibcImages) && !c.DNSProxy.ForMusl
+			})
+		},
+	},
 	"cluster-wide": {
 		values: map[string]any{"namespaces": map[string]any{"mode": "cluster-wide", "exclude": []string{"legacy"}}},
 		check: func(t *testing.T, r rendered) {
@@ -691,6 +712,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		"timeout too long":       {map[string]any{"webhook": map[string]any{"services": map[string]any{"timeoutSeconds": 31}}}, "timeoutSeconds"},
 		"bad duration":           {map[string]any{"certManager": map[string]any{"duration": "90 days"}}, "duration"},
 		"cluster DNS not an IP":  {map[string]any{"dns": map[string]any{"search": map[string]any{"clusterDNS": "kube-dns"}}}, "clusterDNS"},
+		"unknown resolver":       {map[string]any{"dns": map[string]any{"resolver": map[string]any{"default": "bionic"}}}, "default"},
+		"image with a tag":       {map[string]any{"dns": map[string]any{"resolver": map[string]any{"glibcImages": []string{"debian:12"}}}}, "glibcImages"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

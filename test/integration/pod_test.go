@@ -5,14 +5,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/policies/podpolicy"
 	"github.com/netguard-io/netguard/test/framework"
 )
@@ -31,11 +34,24 @@ func option(pod *corev1.Pod, name string) (value string, found bool) {
 
 func assertHardened(t *testing.T, pod *corev1.Pod, ns string) {
 	t.Helper()
-	if _, ok := option(pod, "single-request-reopen"); !ok {
-		t.Errorf("stored pod lacks option single-request-reopen; dnsConfig=%+v", pod.Spec.DNSConfig)
+	status, err := podpolicy.ParseStatus(pod.Annotations[podpolicy.AnnotationStatus])
+	if err != nil {
+		t.Fatalf("status annotation: %v", err)
 	}
-	if v, _ := option(pod, "ndots"); v != "2" {
-		t.Errorf("stored pod ndots = %q, want 2", v)
+	// musl ignores single-request-reopen, and Go needs none: a new socket
+	// per query.
+	wantReopen := status.Resolver != config.ResolverMusl && status.Resolver != config.ResolverGo
+	if _, ok := option(pod, "single-request-reopen"); ok != wantReopen {
+		t.Errorf("stored pod has option single-request-reopen: %v, want %v for resolver %q; dnsConfig=%+v", ok, wantReopen, status.Resolver, pod.Spec.DNSConfig)
+	}
+	// ndots is lowered only where the resolver searches after an absolute
+	// lookup; every other pod keeps the kubelet's 5, written out.
+	wantNdots := "5"
+	if status.Resolver.SearchesAfterAbsolute() {
+		wantNdots = "2"
+	}
+	if v, _ := option(pod, "ndots"); v != wantNdots {
+		t.Errorf("stored pod ndots = %q, want %s for resolver %q", v, wantNdots, status.Resolver)
 	}
 	if pod.Spec.DNSPolicy != corev1.DNSNone {
 		t.Fatalf("stored pod dnsPolicy = %q, want None (search domains scrubbed)", pod.Spec.DNSPolicy)
@@ -47,12 +63,8 @@ func assertHardened(t *testing.T, pod *corev1.Pod, ns string) {
 	if got := pod.Spec.DNSConfig.Searches; !slices.Equal(got, want) {
 		t.Errorf("searches = %v, want %v", got, want)
 	}
-	status, err := podpolicy.ParseStatus(pod.Annotations[podpolicy.AnnotationStatus])
-	if err != nil {
-		t.Fatalf("status annotation: %v", err)
-	}
-	if status.Version == "" || len(status.Applied) == 0 {
-		t.Errorf("status annotation %q lacks version or applied policies", pod.Annotations[podpolicy.AnnotationStatus])
+	if status.Version == "" || len(status.Applied) == 0 || status.Resolver == "" {
+		t.Errorf("status annotation %q lacks version, applied policies or resolver", pod.Annotations[podpolicy.AnnotationStatus])
 	}
 }
 
@@ -70,6 +82,66 @@ func TestPodInOptedInNamespaceIsHardened(t *testing.T) {
 	ns := newNamespace(t, "team", optedIn)
 	pod := createPod(t, plainPod(ns, "app", "registry.example/app:1"))
 	assertHardened(t, pod, ns)
+}
+
+// TestPodResolverDecidesTheRules: the stored pods of each resolver, and
+// the warnings the API server passes on to the client that created them.
+func TestPodResolverDecidesTheRules(t *testing.T) {
+	ns := newNamespace(t, "resolver", optedIn)
+	seen := &warningsSeen{}
+	restCfg := rest.CopyConfig(cp.Config)
+	restCfg.WarningHandler = seen
+	warned, err := client.New(restCfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, image, annotation string
+		resolver                config.Resolver
+		options                 []string
+		warning                 string // substring of an admission warning; "" means none
+	}{
+		{"alpine", "alpine:3.20", "", config.ResolverMusl, []string{"ndots:5"}, "resolver musl (image alpine:3.20): ndots stays 5"},
+		{"debian", "debian:12", "", config.ResolverGlibc, []string{"single-request-reopen", "ndots:2"}, ""},
+		{"unclassified", "registry.example/app:1", "", config.ResolverUnknown, []string{"single-request-reopen", "ndots:5"}, "annotate netguard.io/resolver: glibc (or go)"},
+		{"annotated", "registry.example/app:1", "go", config.ResolverGo, []string{"ndots:2"}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			seen.texts = nil
+			pod := plainPod(ns, tc.name, tc.image)
+			if tc.annotation != "" {
+				pod.Annotations = map[string]string{podpolicy.AnnotationResolver: tc.annotation}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := warned.Create(ctx, pod); err != nil {
+				t.Fatal(err)
+			}
+			stored := &corev1.Pod{}
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(pod), stored); err != nil {
+				t.Fatal(err)
+			}
+			assertHardened(t, stored, ns)
+			var opts []string
+			for _, o := range stored.Spec.DNSConfig.Options {
+				opts = append(opts, strings.TrimSuffix(o.Name+":"+ptr.Deref(o.Value, ""), ":"))
+			}
+			if !slices.Equal(opts, tc.options) {
+				t.Errorf("options = %q, want %q", opts, tc.options)
+			}
+			st, _ := podpolicy.ParseStatus(stored.Annotations[podpolicy.AnnotationStatus])
+			if st.Resolver != tc.resolver {
+				t.Errorf("status resolver = %q, want %q", st.Resolver, tc.resolver)
+			}
+			switch {
+			case tc.warning == "" && len(seen.texts) > 0:
+				t.Errorf("unexpected warnings %q", seen.texts)
+			case tc.warning != "" && !slices.ContainsFunc(seen.texts, func(w string) bool { return strings.Contains(w, tc.warning) }):
+				t.Errorf("warnings %q lack %q", seen.texts, tc.warning)
+			}
+		})
+	}
 }
 
 func TestPodKeepsItsOwnDNSOptions(t *testing.T) {

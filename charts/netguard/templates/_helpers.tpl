@@ -130,13 +130,16 @@ settings given a value are written; netguard has defaults for the rest.
 {{- $v := .Values -}}
 {{- $search := dict "clusterDomain" $v.dns.search.clusterDomain "clusterDNSService" $v.dns.search.clusterDNSService -}}
 {{- with $v.dns.search.clusterDNS }}{{ $_ := set $search "clusterDNS" . }}{{ end -}}
-{{- $dnsProxy := dict "enabled" $v.dnsProxy.enabled "mode" $v.dnsProxy.mode "nativeSidecar" $v.dnsProxy.nativeSidecar "image" (default (include "netguard.image" .) $v.dnsProxy.image) -}}
+{{- $resolver := dict "default" $v.dns.resolver.default -}}
+{{- with $v.dns.resolver.glibcImages }}{{ $_ := set $resolver "glibcImages" . }}{{ end -}}
+{{- with $v.dns.resolver.muslImages }}{{ $_ := set $resolver "muslImages" . }}{{ end -}}
+{{- $dnsProxy := dict "enabled" $v.dnsProxy.enabled "mode" $v.dnsProxy.mode "nativeSidecar" $v.dnsProxy.nativeSidecar "forMusl" (default false $v.dnsProxy.forMusl) "image" (default (include "netguard.image" .) $v.dnsProxy.image) -}}
 {{- with $v.dnsProxy.resources }}{{ $_ := set $dnsProxy "resources" . }}{{ end -}}
 {{- $namespaces := dict "mode" $v.namespaces.mode -}}
 {{- with $v.namespaces.exclude }}{{ $_ := set $namespaces "exclude" . }}{{ end -}}
 {{- $typed := dict
   "namespaces" $namespaces
-  "dns" (dict "ndots" $v.dns.ndots "search" $search)
+  "dns" (dict "ndots" $v.dns.ndots "resolver" $resolver "search" $search)
   "dnsProxy" $dnsProxy
   "serviceGuard" (dict "enabled" $v.serviceGuard.enabled "mode" $v.serviceGuard.mode "namespaceMode" (include "netguard.serviceNamespaceMode" .) "coverage" $v.serviceGuard.coverage)
   "conflicts" (dict "enabled" $v.conflicts.enabled "mode" $v.conflicts.mode)
