@@ -25,9 +25,9 @@ type podJudge struct {
 
 // podGroupKey is what pods of one result have in common.
 type podGroupKey struct {
-	namespace, owner, rule string
-	result                 Outcome
-	changes, reason, msg   string
+	namespace, owner, rule         string
+	result                         Outcome
+	changes, resolver, reason, msg string
 }
 
 func newPodJudge(cfg *config.Config, version string, replicaSets toolscache.Indexer) *podJudge {
@@ -48,10 +48,14 @@ func (j *podJudge) judge(pod *corev1.Pod, ns podpolicy.NamespaceInfo) {
 	if res.Skipped == "" && len(res.Applied) > 0 {
 		j.add(pod, podGroupKey{
 			rule: RuleMutate, result: Fail,
-			changes: strings.Join(res.Applied, ","),
+			changes:  strings.Join(res.Applied, ","),
+			resolver: string(res.Resolver),
 			// The admission warnings the pod would get.
 			msg: strings.Join(res.Warnings, "; "),
 		})
+	}
+	if problem := podpolicy.NdotsLosesNames(pod, ns, j.cfg); problem != "" {
+		j.add(pod, podGroupKey{rule: RuleNdotsLosesNames, result: Fail, msg: problem})
 	}
 	if r := res.DNSProxySkipped; r != "" {
 		result := Warn
@@ -74,6 +78,9 @@ func (j *podJudge) add(pod *corev1.Pod, key podGroupKey) {
 		}
 		if key.changes != "" {
 			g.Properties[PropChanges] = key.changes
+		}
+		if key.resolver != "" {
+			g.Properties[PropResolver] = key.resolver
 		}
 		if key.reason != "" {
 			g.Properties[PropReason] = key.reason

@@ -88,19 +88,26 @@ func TestPodJudge(t *testing.T) {
 	skipped := pod("skip", "nginx:1.27", nil)
 	skipped.Annotations = map[string]string{podpolicy.AnnotationInject: "false"}
 	admitted := podpolicy.Mutate(pod("new", "nginx:1.27", nil), podpolicy.Env{Namespace: team, ClusterDNS: "10.96.0.10"}, config.Default()).Pod
+	// Admitted by an earlier netguard, which gave every pod ndots:2 as it
+	// now gives glibc pods.
+	lossy := pod("lossy", "python:3.12-alpine", nil)
+	lossy.Annotations = map[string]string{podpolicy.AnnotationResolver: "glibc"}
+	lossy = podpolicy.Mutate(lossy, podpolicy.Env{Namespace: team, ClusterDNS: "10.96.0.10", Version: "v0.3.0"}, config.Default()).Pod
+	delete(lossy.Annotations, podpolicy.AnnotationResolver)
 
 	got := summarize(judged(t, config.Default(), []*appsv1.ReplicaSet{web},
 		pod("web-5d7f-a", "registry.example/web:1", rsRef),
 		pod("web-5d7f-b", "registry.example/web:1", rsRef),
-		pod("batch-1-a", "registry.example/batch:1", orphanRS),
+		pod("batch-1-a", "python:3.12", orphanRS),
 		pod("gateway", "nginx:1.27", nil),
-		istio, optedOut, skipped, admitted,
+		istio, optedOut, skipped, admitted, lossy,
 	))
 	const dns = "dns-options,ndots,search-scrub"
 	resolverHint := `container "app": nginx must resolve through the sidecar: set "resolver 127.0.0.1:8053 valid=10s ipv6=off;" in its configuration`
 	want := []podResult{
-		{"Deployment/web", RuleMutate, Fail, 2, dns, ""},
+		{"Deployment/web", RuleMutate, Fail, 2, "dns-options,search-scrub", "resolver unknown (image registry.example/web:1 unclassified): ndots stays 5, as under ndots:2 musl would stop resolving names such as svc.ns.svc; annotate netguard.io/resolver: glibc (or go) if the pod's programs use that resolver"},
 		{"Pod/gateway", RuleMutate, Fail, 1, dns + ",dns-proxy", resolverHint},
+		{"Pod/lossy", RuleNdotsLosesNames, Fail, 1, "", "netguard v0.3.0 set ndots:2, under which musl no longer resolves names with 2 or more dots such as svc.ns.svc, and this pod's resolver is musl (image python:3.12-alpine): pods created by this netguard keep ndots:5, roll the workload out again"},
 		{"Pod/mesh", RuleMutate, Fail, 1, dns, "DNS sidecar netguard-dns not injected: Istio's DNS proxy already serves the pod (ISTIO_META_DNS_CAPTURE=true); netguard does not stack a second one"},
 		{"Pod/mesh", RuleDNSSidecar, Warn, 1, "", string(podpolicy.SkipIstioDNSCapture)},
 		{"Pod/quiet", RuleMutate, Fail, 1, dns, ""},

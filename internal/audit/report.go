@@ -55,6 +55,10 @@ const (
 	// RuleDNSSidecar: an nginx pod runs without the DNS sidecar and netguard
 	// would not add it (property reason says why).
 	RuleDNSSidecar = "dns-sidecar"
+	// RuleNdotsLosesNames: a running pod got from an earlier netguard an
+	// ndots under which its resolver (musl, or one netguard cannot tell)
+	// loses names such as svc.ns.svc; rolling it out again fixes it.
+	RuleNdotsLosesNames = "ndots-loses-names"
 )
 
 // Outcome is a result's result, as in OpenReports.
@@ -107,6 +111,9 @@ const (
 	// PropChanges lists, comma-separated, what netguard would apply:
 	// dns-options, ndots, search-scrub, dns-proxy.
 	PropChanges = "changes"
+	// PropResolver is the resolver a pod result's DNS rules were chosen
+	// for: glibc, musl, go or unknown (config.Resolver).
+	PropResolver = "resolver"
 	// PropReason is the short name of why an nginx pod would not get the
 	// sidecar, e.g. istio-dns-capture.
 	PropReason = "reason"
@@ -247,10 +254,13 @@ func (rep *Report) finish() {
 }
 
 func podRuleOrder(rule string) int {
-	if rule == RuleMutate {
+	switch rule {
+	case RuleMutate:
 		return 0
+	case RuleNdotsLosesNames:
+		return 1
 	}
-	return 1
+	return 2
 }
 
 // WriteJSON writes the report as indented JSON, result by result: a

@@ -40,7 +40,11 @@ func sampleReport() *Report {
 		Results: []Result{
 			{Source: Source, Policy: PolicyPods, Rule: RuleMutate, Result: Fail,
 				Resources:  podRefs("loki", "distributor-7d9f8c-a", "distributor-7d9f8c-b", "distributor-5b6c4d-c"),
-				Properties: map[string]string{PropOwner: "Deployment/distributor", PropChanges: "dns-options,ndots,search-scrub"}},
+				Properties: map[string]string{PropOwner: "Deployment/distributor", PropChanges: "dns-options,ndots,search-scrub", PropResolver: "glibc"}},
+			{Source: Source, Policy: PolicyPods, Rule: RuleNdotsLosesNames, Result: Fail,
+				Message:    "netguard v0.3.0 set ndots:2, under which musl no longer resolves names with 2 or more dots such as svc.ns.svc, and this pod's resolver is musl (image nginx:1.27-alpine): pods created by this netguard keep ndots:5, roll the workload out again",
+				Resources:  podRefs("gateway", "edge-0"),
+				Properties: map[string]string{PropOwner: "StatefulSet/edge"}},
 			{Source: Source, Policy: PolicyServiceGuard, Rule: "matches-nothing", Result: Warn,
 				Message:    "selector matches no pods and no pod template of a Deployment, StatefulSet, DaemonSet or Rollout in namespace loki: the Service has no endpoints",
 				Resources:  svcRef("loki", "old-api"),
@@ -98,6 +102,7 @@ func TestFinishOrdersAndCounts(t *testing.T) {
 		"gateway revision-key canary",
 		"gateway dns-sidecar Deployment/legacy",
 		"gateway mutate Pod/debug",
+		"gateway ndots-loses-names StatefulSet/edge",
 		"gateway dns-sidecar StatefulSet/edge",
 		"loki revision-subset distributor",
 		"loki matches-nothing old-api",
@@ -106,8 +111,8 @@ func TestFinishOrdersAndCounts(t *testing.T) {
 	if !reflect.DeepEqual(order, want) {
 		t.Errorf("order:\n%s\nwant:\n%s", strings.Join(order, "\n"), strings.Join(want, "\n"))
 	}
-	if rep.Summary != (Summary{Fail: 3, Warn: 2, Skip: 2}) || rep.Summary.Findings() != 5 {
-		t.Errorf("summary %+v, want 3 fail, 2 warn, 2 skip", rep.Summary)
+	if rep.Summary != (Summary{Fail: 4, Warn: 2, Skip: 2}) || rep.Summary.Findings() != 6 {
+		t.Errorf("summary %+v, want 4 fail, 2 warn, 2 skip", rep.Summary)
 	}
 }
 

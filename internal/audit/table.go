@@ -10,8 +10,12 @@ import (
 	"github.com/netguard-io/netguard/policies/podpolicy"
 )
 
-// nginxWithoutSidecar is the table's text for RuleDNSSidecar results.
-const nginxWithoutSidecar = "nginx without the DNS sidecar"
+// Texts of the table's WOULD CHANGE column for the rules that change
+// nothing by themselves.
+const (
+	nginxWithoutSidecar = "nginx without the DNS sidecar"
+	namesLost           = "names lost to netguard's ndots: roll out again"
+)
 
 // restartHint follows pods that would change.
 const restartHint = "pods change only when they are created: roll their workloads out again (kubectl rollout restart) to apply what netguard would change"
@@ -70,8 +74,14 @@ func writeNamespace(w io.Writer, ns string, results []Result) {
 		fmt.Fprintln(t, "  PODS\tWOULD CHANGE\tMESSAGE")
 		for _, r := range pods {
 			change := strings.ReplaceAll(r.Properties[PropChanges], ",", ", ")
-			if r.Rule == RuleDNSSidecar {
+			if res := r.Properties[PropResolver]; res != "" {
+				change += " (resolver " + res + ")"
+			}
+			switch r.Rule {
+			case RuleDNSSidecar:
 				change = nginxWithoutSidecar
+			case RuleNdotsLosesNames:
+				change = namesLost
 			}
 			fmt.Fprintf(t, "  %s\t%s\t%s\n", podsCell(r), change, orDash(r.Message))
 		}
@@ -104,7 +114,7 @@ func orDash(s string) string {
 // summaryLine counts Service findings by verdict and pods by rule.
 func (rep *Report) summaryLine() string {
 	verdicts := map[string]int{}
-	var changed, getSidecar, withoutSidecar int
+	var changed, getSidecar, withoutSidecar, losingNames int
 	for _, r := range rep.Results {
 		switch {
 		case r.Policy == PolicyServiceGuard:
@@ -116,6 +126,8 @@ func (rep *Report) summaryLine() string {
 			}
 		case r.Rule == RuleDNSSidecar:
 			withoutSidecar += len(r.Resources)
+		case r.Rule == RuleNdotsLosesNames:
+			losingNames += len(r.Resources)
 		}
 	}
 	var svc []string
@@ -137,6 +149,9 @@ func (rep *Report) summaryLine() string {
 	}
 	if withoutSidecar > 0 {
 		pods = append(pods, fmt.Sprintf("%d %s", withoutSidecar, nginxWithoutSidecar))
+	}
+	if losingNames > 0 {
+		pods = append(pods, fmt.Sprintf("%d lose names to netguard's ndots (roll out again)", losingNames))
 	}
 	if len(pods) == 0 {
 		pods = []string{"none"}

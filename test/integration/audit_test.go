@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
@@ -124,6 +125,17 @@ func legacyNamespace(t *testing.T) string {
 	edge := plainPod(ns, "edge", "nginx:1.27")
 	edge.Annotations = map[string]string{podpolicy.AnnotationDNSProxy: "false"}
 	createPod(t, edge)
+	// An Alpine pod as a netguard before v0.4 admitted it: ndots:2, under
+	// which musl loses svc.ns.svc names.
+	lossy := plainPod(ns, "lossy", "alpine:3.20")
+	lossy.Annotations = map[string]string{podpolicy.AnnotationStatus: `{"version":"v0.3.0","applied":["dns-options","ndots","search-scrub"]}`}
+	lossy.Spec.DNSPolicy = corev1.DNSNone
+	lossy.Spec.DNSConfig = &corev1.PodDNSConfig{
+		Nameservers: []string{clusterDNSIP},
+		Searches:    []string{ns + ".svc.cluster.local", "svc.cluster.local", "cluster.local"},
+		Options:     []corev1.PodDNSConfigOption{{Name: "single-request-reopen"}, {Name: "ndots", Value: ptr.To("2")}},
+	}
+	createPod(t, lossy)
 
 	labelNamespace(t, ns, optedIn)
 	return ns
@@ -142,8 +154,8 @@ func TestAuditFindsWhatAdmissionWouldSay(t *testing.T) {
 	if got := namespacesOf(rep); !slices.Equal(got, []string{ns}) {
 		t.Errorf("audit -n %s reported namespaces %v", ns, got)
 	}
-	if rep.Namespace != ns || rep.Scanned.Namespaces != 1 || rep.Scanned.Services != 2 || rep.Scanned.Pods != 12 {
-		t.Errorf("scope %q, scanned %+v; want namespace %s, 1 namespace, 2 Services, 12 pods", rep.Namespace, rep.Scanned, ns)
+	if rep.Namespace != ns || rep.Scanned.Namespaces != 1 || rep.Scanned.Services != 2 || rep.Scanned.Pods != 13 {
+		t.Errorf("scope %q, scanned %+v; want namespace %s, 1 namespace, 2 Services, 13 pods (10 of the Deployment, 2 nginx, 1 Alpine)", rep.Namespace, rep.Scanned, ns)
 	}
 	if rep.Settings.ClusterDNS != clusterDNSIP {
 		t.Errorf("cluster DNS %q, want %s (from kube-system/kube-dns)", rep.Settings.ClusterDNS, clusterDNSIP)
@@ -220,7 +232,7 @@ func TestAuditFindsWhatAdmissionWouldSay(t *testing.T) {
 		}
 		return *mutate
 	}
-	dep := checkPods("Deployment/distributor", "distributor-5b6c4d-0", "dns-options,ndots,search-scrub")
+	dep := checkPods("Deployment/distributor", "distributor-5b6c4d-0", "dns-options,search-scrub")
 	if len(dep.Resources) != 10 {
 		t.Errorf("Deployment/distributor: %d pods, want its 10 live pods in one result", len(dep.Resources))
 	}
@@ -235,8 +247,13 @@ func TestAuditFindsWhatAdmissionWouldSay(t *testing.T) {
 	}) {
 		t.Errorf("opted-out nginx pod: results %+v, want a skipped dns-sidecar result", edge)
 	}
-	if rep.Summary != (audit.Summary{Fail: 4, Warn: 1, Skip: 1}) {
-		t.Errorf("summary %+v, want 4 fail, 1 warn, 1 skip", rep.Summary)
+	lossy := find(rep, ns, "Pod/lossy")
+	if len(lossy) != 1 || lossy[0].Rule != audit.RuleNdotsLosesNames || lossy[0].Result != audit.Fail ||
+		!strings.Contains(lossy[0].Message, "netguard v0.3.0 set ndots:2, under which musl no longer resolves names with 2 or more dots") {
+		t.Errorf("Alpine pod admitted with ndots:2: results %+v, want one %s failure", lossy, audit.RuleNdotsLosesNames)
+	}
+	if rep.Summary != (audit.Summary{Fail: 5, Warn: 1, Skip: 1}) {
+		t.Errorf("summary %+v, want 5 fail, 1 warn, 1 skip", rep.Summary)
 	}
 
 	// The table says the same.
@@ -244,7 +261,8 @@ func TestAuditFindsWhatAdmissionWouldSay(t *testing.T) {
 	t.Logf("netguard audit -n %s:\n%s", ns, table.stdout)
 	for _, want := range []string{
 		"Namespace " + ns, "distributor", "revision-subset", "deny", dist[0].Message,
-		"Deployment/distributor: 10 pods", "dns-options, ndots, search-scrub",
+		"Deployment/distributor: 10 pods", "dns-options, search-scrub (resolver unknown)",
+		"Pod/lossy", "names lost to netguard's ndots: roll out again",
 		"nginx without the DNS sidecar", "Summary: Service findings: 1 deny, 1 warn;",
 	} {
 		if !strings.Contains(table.stdout, want) {
