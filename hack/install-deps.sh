@@ -3,7 +3,7 @@
 # etcd (control plane), nginx, dnsmasq, dnsperf and curl (DNS tests and
 # benchmarks), iproute2 and iptables (network namespaces), dig.
 set -euo pipefail
-pkgs=(etcd-server nginx-light dnsmasq-base dnsperf iproute2 iptables dnsutils curl)
+pkgs=(etcd-server nginx-light dnsmasq-base dnsperf iproute2 iptables dnsutils curl musl-tools)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

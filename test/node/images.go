@@ -9,6 +9,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/netguard-io/netguard/internal/ociimage"
+	"github.com/netguard-io/netguard/test/musl"
 )
 
 // The test images, built from this machine's files and imported into the
@@ -24,6 +25,10 @@ const (
 	GetentImage = "netguard.test/getent:1"
 	// CoreDNSImage is CoreDNS built from its module.
 	CoreDNSImage = "netguard.test/coredns:1"
+	// MuslImage holds a static musl getaddrinfo program at /getaddrinfo
+	// (test/musl) and waits; its "musl" tag makes netguard count its pods
+	// as musl, as it does Alpine images.
+	MuslImage = "netguard.test/getaddrinfo:musl"
 )
 
 // NginxConf is an nginx.conf for the test nginx image: http holds the
@@ -59,6 +64,10 @@ func buildImages(dir, netguard, netguardRef, version string) ([]string, error) {
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building the pause program: %v\n%s", err, out)
+	}
+	getaddrinfo := filepath.Join(dir, "getaddrinfo")
+	if err := musl.Build(getaddrinfo); err != nil {
+		return nil, err
 	}
 	coredns, err := exec.Command(repoFile("hack/coredns.sh")).Output()
 	if err != nil {
@@ -102,6 +111,21 @@ func buildImages(dir, netguard, netguardRef, version string) ([]string, error) {
 			files = append(files, ociimage.Users()...)
 			return ociimage.Build(files, ociimage.Config{
 				Entrypoint: []string{"/usr/bin/sleep", "infinity"},
+				User:       fmt.Sprintf("%d:%d", ociimage.NonRoot, ociimage.NonRoot),
+			})
+		}},
+		{MuslImage, func() (v1.Image, error) {
+			var files []ociimage.File
+			for _, f := range [][2]string{{pause, "/pause"}, {getaddrinfo, "/getaddrinfo"}} {
+				file, err := ociimage.HostFile(f[0], f[1])
+				if err != nil {
+					return nil, err
+				}
+				files = append(files, file)
+			}
+			files = append(files, ociimage.Users()...)
+			return ociimage.Build(files, ociimage.Config{
+				Entrypoint: []string{"/pause"},
 				User:       fmt.Sprintf("%d:%d", ociimage.NonRoot, ociimage.NonRoot),
 			})
 		}},

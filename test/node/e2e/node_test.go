@@ -34,6 +34,7 @@ func TestNode(t *testing.T) {
 	}{
 		{"install", testInstall},
 		{"pod DNS", testPodDNS},
+		{"musl pod DNS", testMuslPod},
 		{"sidecar port mode", func(t *testing.T) { testSidecar(t, "port") }},
 		{"nginx outage", testNginxOutage},
 		{"rollout", testRollout},
@@ -67,8 +68,11 @@ func testInstall(t *testing.T) {
 		t.Fatalf("the pod webhook does not go through netguard's Service: %+v", m.Webhooks[0].ClientConfig)
 	}
 	ns := newNamespace(t, "install", optedIn)
-	if ndots := podNdots(t, ns, "app"); ndots != "2" {
-		t.Fatalf("ndots = %q, want netguard's 2", ndots)
+	if ndots := podNdots(t, ns, "app", "glibc"); ndots != "2" {
+		t.Fatalf("ndots of a glibc pod = %q, want netguard's 2", ndots)
+	}
+	if ndots := podNdots(t, ns, "unclassified", ""); ndots != "5" {
+		t.Fatalf("ndots of a pod whose resolver netguard cannot tell = %q, want the kubelet's 5", ndots)
 	}
 	t.Logf("2 netguard pods ready from %s; the API server calls them through Service %s/%s", cluster.NetguardImage, svc.Namespace, svc.Name)
 }
@@ -84,18 +88,22 @@ func testUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns := newNamespace(t, "upgraded", optedIn)
-	if ndots := podNdots(t, ns, "app"); ndots != "3" {
+	if ndots := podNdots(t, ns, "app", "glibc"); ndots != "3" {
 		t.Fatalf("ndots after helm upgrade = %q, want 3", ndots)
 	}
 	testSidecar(t, "resolv")
 }
 
-// podNdots creates a pod in ns and returns the ndots netguard gave it.
-func podNdots(t *testing.T, ns, name string) string {
+// podNdots creates a pod in ns (dry run), declared to use resolver unless
+// that is "", and returns the ndots netguard gave it.
+func podNdots(t *testing.T, ns, name, resolver string) string {
 	t.Helper()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: node.PauseImage, ImagePullPolicy: corev1.PullNever}}},
+	}
+	if resolver != "" {
+		pod.Annotations = map[string]string{podpolicy.AnnotationResolver: resolver}
 	}
 	got, err := cluster.Client.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	if err != nil {
@@ -113,8 +121,9 @@ func podNdots(t *testing.T, ns, name string) string {
 
 // testPodDNS (the search-list storm and the A/AAAA race): the real kubelet
 // writes the resolv.conf netguard asked for, and a lookup of an external
-// name from a glibc pod costs M queries at the real CoreDNS pods with
-// netguard against N without.
+// name from a glibc pod (its image holds glibc's getent; its annotation
+// says so, as the image name does not) costs M queries at the real CoreDNS
+// pods with netguard against N without.
 func testPodDNS(t *testing.T) {
 	ctx := context.Background()
 	plain := newNamespace(t, "dns-plain", nil)
@@ -126,7 +135,8 @@ func testPodDNS(t *testing.T) {
 	queries := map[string]int{}
 	for _, ns := range []string{plain, hardened} {
 		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "client", Labels: map[string]string{"app": "client"}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "client", Labels: map[string]string{"app": "client"},
+				Annotations: map[string]string{podpolicy.AnnotationResolver: "glibc"}},
 			Spec: corev1.PodSpec{
 				SecurityContext: &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](65532)},
 				Containers:      []corev1.Container{{Name: "client", Image: node.GetentImage, ImagePullPolicy: corev1.PullNever, SecurityContext: restrictedContext()}},
