@@ -5,7 +5,7 @@
 # e2e-node, on their own: the node needs the machine's ports and iptables),
 # short fuzzing, then two checks of the run itself: no controller-runtime
 # "log.SetLogger(...) was never called" stack trace in the output, and
-# nothing left behind on the machine (hack/leftovers.sh).
+# nothing of the run's left behind on the machine (hack/leftovers).
 #
 # Needs KUBEBUILDER_ASSETS and HELM (the Makefile sets them). FUZZTIME sets
 # the time per fuzz target (default 10s).
@@ -16,9 +16,14 @@ cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # Every process the run starts inherits the marker, so that a leftover is
-# found wherever it was reparented to.
+# found wherever it was reparented to; and a temporary directory of the
+# run's own, so that what is left there is the run's, and what other
+# programs put in /tmp meanwhile is not.
 export NETGUARD_TEST_RUN="$$-$(date +%s%N)"
-hack/leftovers.sh snapshot "$work/before"
+export TMPDIR="$work/tmp"
+mkdir "$TMPDIR"
+netns_mounted=$(mountpoint -q /run/netns && echo yes || echo no)
+hack/leftovers.sh snapshot "$work/leftovers"
 
 make --no-print-directory lint
 
@@ -31,9 +36,10 @@ if [ "$status" = 0 ]; then
 	hack/fuzz.sh "${FUZZTIME:-10s}" 2>&1 | tee "$work/fuzz.log" || status=1
 fi
 
-# `ip netns add` makes /run/netns a mount point of its own, once per boot.
-# Take it back when this run made it and left no namespace in it.
-if ! grep -qx /run/netns "$work/before/mounts" && mountpoint -q /run/netns && [ -z "$(ip netns list)" ]; then
+# `ip netns add` makes /run/netns a mount point of its own, once per boot,
+# for whoever adds the first namespace. Take it back when it was not there
+# before and no namespace, of this run or another program, is in it.
+if [ "$netns_mounted" = no ] && mountpoint -q /run/netns && [ -z "$(ip netns list)" ]; then
 	umount /run/netns
 fi
 
@@ -41,7 +47,7 @@ if grep -h -A3 'log.SetLogger(...) was never called' "$work"/*.log; then
 	echo "test: a process logged through controller-runtime without a logger (stack trace above)" >&2
 	status=1
 fi
-hack/leftovers.sh check "$work/before" || status=1
+hack/leftovers.sh check "$work/leftovers" || status=1
 if [ "$status" = 0 ]; then
 	echo "test: PASS"
 else

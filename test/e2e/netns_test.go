@@ -158,5 +158,5 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 
 // uniqueName returns a namespace name prefix unique to this run.
 func uniqueName() string {
-	return fmt.Sprintf("ng%d", os.Getpid()%100000)
+	return fmt.Sprintf("ng-%d-", os.Getpid()%100000)
 }
