@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/netguard-io/netguard/internal/audit"
 	"github.com/netguard-io/netguard/webhook/reports"
 )
 
@@ -95,6 +96,9 @@ func TestReports(t *testing.T) {
 	}
 	if r := result("edge"); !slices.ContainsFunc(r, func(x orv1alpha1.ReportResult) bool { return x.Rule == "dns-sidecar" && x.Result == "skip" }) {
 		t.Errorf("edge (nginx opted out of the sidecar): %+v, want a dns-sidecar skip", r)
+	}
+	if r := result("lossy"); len(r) != 1 || r[0].Rule != audit.RuleNdotsLosesNames || r[0].Result != "fail" || !strings.Contains(r[0].Description, "roll the workload out again") {
+		t.Errorf("lossy (an Alpine pod given ndots:2 by an earlier netguard): %+v, want a %s fail", r, audit.RuleNdotsLosesNames)
 	}
 	if report.Summary.Fail < 2 || report.Summary.Warn < 1 || report.Summary.Pass != 1 || report.Source != "netguard" {
 		t.Errorf("summary %+v, source %q", report.Summary, report.Source)
