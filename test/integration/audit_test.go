@@ -21,7 +21,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -186,13 +185,7 @@ func TestAuditFindsWhatAdmissionWouldSay(t *testing.T) {
 	if len(orphan) != 1 || orphan[0].Rule != "matches-nothing" || orphan[0].Result != audit.Warn || orphan[0].Properties[audit.PropVerdict] != "warn" {
 		t.Fatalf("orphan results = %+v, want one matches-nothing warning", orphan)
 	}
-	seen := &warningsSeen{}
-	restCfg := rest.CopyConfig(cp.Config)
-	restCfg.WarningHandler = seen
-	warned, err := client.New(restCfg, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	warned, seen := warnedClient(t)
 	if err := warned.Create(ctx, service(ns, "orphan-now", labels("app", "gone")), client.DryRunAll); err != nil {
 		t.Fatal(err)
 	}

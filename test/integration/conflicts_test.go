@@ -324,6 +324,20 @@ func (w *warningsSeen) HandleWarningHeader(_ int, _ string, text string) {
 	w.texts = append(w.texts, text)
 }
 
+// warnedClient is a client whose admission warnings land in the returned
+// warningsSeen.
+func warnedClient(t *testing.T) (client.Client, *warningsSeen) {
+	t.Helper()
+	seen := &warningsSeen{}
+	restCfg := rest.CopyConfig(cp.Config)
+	restCfg.WarningHandler = seen
+	c, err := client.New(restCfg, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, seen
+}
+
 // TestConflictDenyModeStopsTheFight: with conflicts.mode deny, once lb-a
 // and lb-b are in conflict, a status write that takes the status from the
 // other is denied, and the current owner's writes are admitted, both with

@@ -11,7 +11,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -88,13 +87,7 @@ func TestPodInOptedInNamespaceIsHardened(t *testing.T) {
 // the warnings the API server passes on to the client that created them.
 func TestPodResolverDecidesTheRules(t *testing.T) {
 	ns := newNamespace(t, "resolver", optedIn)
-	seen := &warningsSeen{}
-	restCfg := rest.CopyConfig(cp.Config)
-	restCfg.WarningHandler = seen
-	warned, err := client.New(restCfg, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	warned, seen := warnedClient(t)
 	cases := []struct {
 		name, image, annotation string
 		resolver                config.Resolver

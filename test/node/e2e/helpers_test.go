@@ -213,3 +213,20 @@ func get(url string, timeout time.Duration) (bool, string) {
 	body := strings.TrimSpace(string(buf[:n]))
 	return resp.StatusCode == http.StatusOK && body == "backend", fmt.Sprintf("%d %q", resp.StatusCode, body)
 }
+
+// silenceCoreDNS makes CoreDNS pod name drop UDP/53 inside its network
+// namespace, until t ends: no ICMP, and its readiness (HTTP) keeps
+// passing, so it stays in kube-dns's endpoints, as a pod on a lost node.
+func silenceCoreDNS(t *testing.T, name string) {
+	t.Helper()
+	drop := []string{"iptables", "-w", "-I", "INPUT", "-p", "udp", "--dport", "53", "-j", "DROP"}
+	if err := cluster.InNetns(context.Background(), "kube-system", name, "coredns", drop...); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		undo := append([]string{"iptables", "-w", "-D"}, drop[3:]...)
+		if err := cluster.InNetns(context.Background(), "kube-system", name, "coredns", undo...); err != nil {
+			t.Error(err)
+		}
+	})
+}

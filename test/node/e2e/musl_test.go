@@ -105,16 +105,7 @@ func testMuslPod(t *testing.T) {
 		t.Fatalf("CoreDNS pods: %v %d", err, len(dns.Items))
 	}
 	dead := dns.Items[0].Name
-	drop := []string{"iptables", "-w", "-I", "INPUT", "-p", "udp", "--dport", "53", "-j", "DROP"}
-	if err := cluster.InNetns(ctx, "kube-system", dead, "coredns", drop...); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		undo := append([]string{"iptables", "-w", "-D"}, drop[3:]...)
-		if err := cluster.InNetns(context.Background(), "kube-system", dead, "coredns", undo...); err != nil {
-			t.Error(err)
-		}
-	}()
+	silenceCoreDNS(t, dead)
 	// Lookups at once, each its own process: each a new socket, so a new
 	// choice of CoreDNS pod per kube-proxy rule, as separate requests of an
 	// application would be.

@@ -320,17 +320,7 @@ func testNginxOutage(t *testing.T) {
 		t.Fatalf("nginx is pinned to %s, which is no CoreDNS pod", pinned)
 	}
 	dead := dns.Items[i].Name
-	// Silent: UDP/53 dropped inside the pod, no ICMP; readiness (HTTP) passes.
-	drop := []string{"iptables", "-w", "-I", "INPUT", "-p", "udp", "--dport", "53", "-j", "DROP"}
-	if err := cluster.InNetns(ctx, "kube-system", dead, "coredns", drop...); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		undo := append([]string{"iptables", "-w", "-D"}, drop[3:]...)
-		if err := cluster.InNetns(context.Background(), "kube-system", dead, "coredns", undo...); err != nil {
-			t.Error(err)
-		}
-	})
+	silenceCoreDNS(t, dead)
 
 	// nginx re-resolves every second (valid=1s): a request about every
 	// second to each gateway, 20 each.
