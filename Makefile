@@ -9,12 +9,12 @@ LDFLAGS   := -s -w -X github.com/netguard-io/netguard/internal/version.Version=$
 IMAGE     ?= ghcr.io/netguard-io/netguard:$(VERSION)
 FUZZTIME  ?= 10s
 
-.PHONY: all build test unit integration e2e e2e-node fuzz bench bench-scale bench-audit demo deps assets lint image docker-image node-up node-down clean help
+.PHONY: all build test unit integration e2e e2e-node e2e-dns-conformance fuzz bench bench-scale bench-audit demo deps assets lint image docker-image node-up node-down clean help
 
 all: build
 
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
 
 build: ## Build bin/netguard.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/netguard
@@ -77,6 +77,12 @@ e2e-node: build ## Tests on a real single-node cluster with real pods (root): in
 	@assets=$$(hack/node-assets.sh) && helm=$$(hack/helm.sh) && \
 	  NETGUARD_E2E_NODE=1 NETGUARD_NODE_ASSETS="$$assets" HELM="$$helm" NETGUARD_BIN=$(abspath $(BIN)) NETGUARD_VERSION=$(VERSION) \
 	  $(GO) test -count=1 -timeout 20m -v -run . ./test/node/e2e/
+
+e2e-dns-conformance: build ## Kubernetes' [sig-network] DNS conformance specs (e2e.test) on a real node with netguard acting on every namespace (root; not in make test; 2 min, the first run 5-15 min more to build e2e.test).
+	@assets=$$(hack/node-assets.sh) && helm=$$(hack/helm.sh) && conformance=$$(hack/conformance-assets.sh) && \
+	  NETGUARD_DNS_CONFORMANCE=1 NETGUARD_NODE_ASSETS="$$assets" NETGUARD_CONFORMANCE_ASSETS="$$conformance" HELM="$$helm" \
+	  NETGUARD_BIN=$(abspath $(BIN)) NETGUARD_VERSION=$(VERSION) NETGUARD_DNS_RESOLVER_DEFAULT=$(NETGUARD_DNS_RESOLVER_DEFAULT) \
+	  $(GO) test -count=1 -timeout 90m -v -run . ./test/node/conformance/
 
 node-up: build ## Start a real single-node cluster with netguard installed; the last line printed is its admin kubeconfig.
 	@assets=$$(hack/node-assets.sh) && helm=$$(hack/helm.sh) && \

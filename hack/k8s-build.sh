@@ -4,9 +4,14 @@
 #
 #   hack/k8s-build.sh VERSION OUTDIR COMMAND...     e.g. v1.37.2 out kubelet kube-proxy
 #
+# A COMMAND is a name under cmd/ (kubelet), a package path in the module
+# (test/images/agnhost), or a package path ending in .test for its test
+# binary (test/e2e.test: `go test -c` of test/e2e); each lands in OUTDIR
+# under its last path element.
+#
 # A throwaway tools module requires k8s.io/kubernetes@VERSION and replaces
 # every staging module (k8s.io/X => ./staging/src/k8s.io/X in kubernetes'
-# go.mod) with k8s.io/X v0.<minor>.<patch>. All COMMANDs are built by one
+# go.mod) with k8s.io/X v0.<minor>.<patch>. All commands are built by one
 # `go build`, so the packages they share compile once, statically, with the
 # version stamped in (without it they report v0.0.0 and version-dependent
 # behaviour goes wrong). Progress goes to stderr.
@@ -29,15 +34,32 @@ gomod=$(cd "$tools" && go mod download -json "k8s.io/kubernetes@$version" | sed 
 	echo
 	sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) => ./staging/src/.*#replace \1 => \1 v0.'"${version#v1.}"'#p' "$gomod"
 } >"$tools/go.mod"
+pkg() {
+	case $1 in
+	*/*) echo "k8s.io/kubernetes/${1%.test}" ;;
+	*) echo "k8s.io/kubernetes/cmd/$1" ;;
+	esac
+}
 {
 	echo 'package tools'
-	for c in "$@"; do echo "import _ \"k8s.io/kubernetes/cmd/$c\""; done
+	for c in "$@"; do echo "import _ \"$(pkg "$c")\""; done
 } >"$tools/tools.go"
 (cd "$tools" && GOFLAGS=-mod=mod go mod tidy >&2 2>&1 || true)
+ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
 pkgs=()
-for c in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
-mkdir -p "$out"
-(cd "$tools" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$tools/bin/" \
-	-ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
-	"${pkgs[@]}" >&2)
-for c in "$@"; do mv "$tools/bin/$c" "$out/$c"; done
+for c in "$@"; do
+	case $c in
+	*.test) ;;
+	*) pkgs+=("$(pkg "$c")") ;;
+	esac
+done
+mkdir -p "$out" "$tools/bin"
+if [ ${#pkgs[@]} -gt 0 ]; then
+	(cd "$tools" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "$tools/bin/" -ldflags "$ldflags" "${pkgs[@]}" >&2)
+fi
+for c in "$@"; do
+	case $c in
+	*.test) (cd "$tools" && GOFLAGS=-mod=mod CGO_ENABLED=0 go test -c -trimpath -o "$tools/bin/${c##*/}" -ldflags "$ldflags" "$(pkg "$c")" >&2) ;;
+	esac
+	mv "$tools/bin/${c##*/}" "$out/${c##*/}"
+done

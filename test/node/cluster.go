@@ -237,10 +237,8 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	for _, a := range archives {
-		if err := run("ctr", "--address", ContainerdSocket, "-n", "k8s.io", "images", "import", a); err != nil {
-			return nil, err
-		}
+	if err := c.ImportImages(archives...); err != nil {
+		return nil, err
 	}
 
 	progress("kubelet, kube-proxy")
