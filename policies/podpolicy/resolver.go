@@ -36,7 +36,8 @@ import (
 // else unknown.
 func ImageResolver(image string, rc config.ResolverConfig) config.Resolver {
 	path := ImageRepositoryPath(image)
-	tag := strings.ToLower(imageTag(image))
+	_, tag := splitTag(image)
+	tag = strings.ToLower(tag)
 	switch {
 	case path == "":
 		return config.ResolverUnknown
@@ -48,15 +49,6 @@ func ImageResolver(image string, rc config.ResolverConfig) config.Resolver {
 		return config.ResolverGlibc
 	}
 	return config.ResolverUnknown
-}
-
-// imageTag returns the tag of an image reference, "" when it has none.
-func imageTag(image string) string {
-	name, _, _ := strings.Cut(image, "@")
-	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
-		return name[i+1:]
-	}
-	return ""
 }
 
 // podResolver decides which resolver the pod's DNS rules are chosen for.

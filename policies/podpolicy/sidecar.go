@@ -55,12 +55,7 @@ func MatchesImage(image string, patterns []string) bool {
 // ImageRepositoryPath returns image's repository path without registry
 // host, tag or digest, and without Docker Hub's implicit "library/".
 func ImageRepositoryPath(image string) string {
-	name, _, _ := strings.Cut(image, "@")
-	// A tag follows the last ':' after the last '/'; an earlier ':' is a
-	// registry port.
-	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
-		name = name[:i]
-	}
+	name, _ := splitTag(image)
 	registry := "docker.io"
 	if first, rest, ok := strings.Cut(name, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
 		registry, name = first, rest
@@ -69,6 +64,17 @@ func ImageRepositoryPath(image string) string {
 		name = strings.TrimPrefix(name, "library/")
 	}
 	return name
+}
+
+// splitTag splits an image reference, without its digest, into name and
+// tag ("" when it has none). A tag follows the last ':' after the last
+// '/'; an earlier ':' is a registry port.
+func splitTag(image string) (name, tag string) {
+	name, _, _ = strings.Cut(image, "@")
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		return name[:i], name[i+1:]
+	}
+	return name, ""
 }
 
 // matchingContainer returns the name of the first long-running container
