@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,10 @@ type Options struct {
 	// KeepOnFailure leaves a node that failed to come up as it is, to be
 	// looked at, instead of taking it down.
 	KeepOnFailure bool
+	// OwnedByCaller says the calling process takes the node down when it
+	// ends (a test run). If it dies first (killed, machine restarted), the
+	// next Up takes that node down instead of refusing to start.
+	OwnedByCaller bool
 }
 
 // Cluster is a running node.
@@ -66,12 +71,36 @@ type Cluster struct {
 // half way is taken down as well.
 type state struct {
 	Procs []proc `json:"procs"`
+	// Owner is the process that takes the node down, when one does.
+	Owner *proc `json:"owner,omitempty"`
 	// Sysctls are the values before the node changed them.
 	Sysctls map[string]string `json:"sysctls"`
 	// NetnsBefore are the network namespaces that existed before.
 	NetnsBefore []string `json:"netnsBefore"`
 	// CreatedDirs did not exist before the node made them.
 	CreatedDirs []string `json:"createdDirs"`
+}
+
+// loadState reads the state Up wrote; os.ErrNotExist when there is none.
+func loadState() (*state, error) {
+	b, err := os.ReadFile(dirs.state())
+	if err != nil {
+		return nil, err
+	}
+	st := &state{}
+	if err := json.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("%s: %w", dirs.state(), err)
+	}
+	return st, nil
+}
+
+// abandoned reports whether no one will take the node down: its owner has
+// died, or none of its processes runs any more.
+func (s *state) abandoned() bool {
+	if s.Owner != nil && !s.Owner.alive() {
+		return true
+	}
+	return !slices.ContainsFunc(s.Procs, proc.alive)
 }
 
 func (s *state) save() error {
@@ -103,14 +132,24 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if os.Geteuid() != 0 {
 		return nil, errNotRoot
 	}
-	if err := preflight(); err != nil {
-		return nil, err
-	}
 	progress := opts.Progress
 	if progress == nil {
 		progress = func(string) {}
 	}
+	if err := takeDownAbandoned(progress); err != nil {
+		return nil, err
+	}
+	if err := preflight(); err != nil {
+		return nil, err
+	}
 	st := &state{Sysctls: map[string]string{}}
+	if opts.OwnedByCaller {
+		self, err := startTime(os.Getpid())
+		if err != nil {
+			return nil, err
+		}
+		st.Owner = &proc{Name: "owner", PID: os.Getpid(), Start: self}
+	}
 	for _, d := range dirsOutside {
 		if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
 			st.CreatedDirs = append(st.CreatedDirs, d)
@@ -282,6 +321,25 @@ func (c *Cluster) start(name string, args ...string) error {
 	}
 	c.st.Procs = append(c.st.Procs, p)
 	return c.st.save()
+}
+
+// takeDownAbandoned takes down a node that an earlier run started and
+// could not take down itself: a test run that was killed, or a node whose
+// processes are all gone (a restarted machine). A node someone still
+// runs is left alone; preflight refuses to start over it.
+func takeDownAbandoned(progress func(string)) error {
+	st, err := loadState()
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil || !st.abandoned() {
+		return nil // preflight names the state file
+	}
+	progress("over a node an earlier run left behind: taking it down first (state in " + dirs.state() + ")")
+	if err := Down(); err != nil {
+		return fmt.Errorf("a node an earlier run left behind: %w", err)
+	}
+	return nil
 }
 
 // preflight refuses to start over a node that is up, a port in use, or

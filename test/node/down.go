@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -27,16 +26,12 @@ import (
 // what to undo from the state Up wrote, does what it can and reports what
 // failed. Without a state there is nothing to do.
 func Down() error {
-	b, err := os.ReadFile(dirs.state())
+	st, err := loadState()
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
-	}
-	st := &state{}
-	if err := json.Unmarshal(b, st); err != nil {
-		return fmt.Errorf("%s: %w", dirs.state(), err)
 	}
 	var errs []error
 	step := func(err error) {

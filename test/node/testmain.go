@@ -36,6 +36,8 @@ func TestMain(m *testing.M, gate, how string, setCluster func(*Cluster)) int {
 		Helm:     os.Getenv("HELM"),
 		Netguard: os.Getenv("NETGUARD_BIN"),
 		Version:  os.Getenv("NETGUARD_VERSION"),
+		// A run that is killed leaves its node to the next run.
+		OwnedByCaller: true,
 		Progress: func(s string) {
 			fmt.Printf("node: starting %s (%s)\n", s, time.Since(start).Round(100*time.Millisecond))
 		},
