@@ -88,8 +88,9 @@ func (p *Proxy) handle(msg []byte, proto int) ([]byte, *[]byte) {
 
 // exchangeResult is the outcome of exchange.
 type exchangeResult struct {
-	// buf holds the reply, (*buf)[:n]; nil when no upstream answered, then
-	// cause says why (causeDeadline or causeAttemptLimit).
+	// buf holds the reply, (*buf)[:n]: an answer, or the last SERVFAIL or
+	// REFUSED when no attempt answered otherwise; nil when no upstream
+	// replied, then cause says why (causeDeadline or causeAttemptLimit).
 	buf       *[]byte
 	n         int
 	cause     int
@@ -102,7 +103,8 @@ type exchangeResult struct {
 // exchange sends the query msg to the upstreams over proto under the
 // attempt policy (see policy.go), starting with upstream first, each
 // attempt from a new socket with a new random message ID, and returns the
-// first valid reply. A UDP query's first attempt waits in the calling
+// first valid reply that is not an error (isErrorReply), or else the last
+// error reply. A UDP query's first attempt waits in the calling
 // goroutine until the hedge delay; most are answered by then. After that,
 // and for TCP, each attempt waits in a goroutine of its own. All of them
 // have ended when exchange returns.
@@ -124,6 +126,15 @@ func (p *Proxy) exchange(msg []byte, q *query, proto, first int, overall time.Ti
 		var n, ignored int
 		n, ignored, err = readUDPReply(conn, msg, q, a.id, (*a.buf)[:q.udpSize+1], earliest(now.Add(p.policy.hedgeDelay()), deadline))
 		up.errs[reasonBadReply].Add(float64(ignored))
+		if err == nil && isErrorReply((*a.buf)[:n]) {
+			// Another backend may answer: ask again at once.
+			conn.Close()
+			up.errs[errorReason((*a.buf)[:n])].Inc()
+			ex := p.newExchange(msg, q, proto, first, overall)
+			ex.keep(a.buf, n, a.up)
+			ex.sent = 1
+			return ex.run(time.Now())
+		}
 		if err == nil || err == errTruncated {
 			conn.Close()
 			p.policy.answered(time.Since(now), true)
@@ -176,7 +187,7 @@ func (ex *goExchange) run(next time.Time) exchangeResult {
 					p.ups[a.up].errs[reasonTimeout].Inc()
 				}
 			}
-			return exchangeResult{cause: causeDeadline, attempts: ex.sent}
+			return ex.failed(causeDeadline)
 		}
 		if !now.Before(next) {
 			next = now.Add(p.policy.hedgeDelay())
@@ -185,11 +196,14 @@ func (ex *goExchange) run(next time.Time) exchangeResult {
 				ex.start(now)
 			case why == heldExhausted:
 				if ex.open == 0 {
-					return exchangeResult{cause: causeAttemptLimit, attempts: ex.sent}
+					return ex.failed(causeAttemptLimit)
 				}
 				next = ex.overall
 			case why == heldBudget:
 				p.m.held[why].Inc()
+				if ex.open == 0 && ex.fallback != nil {
+					return ex.failed(causeAttemptLimit) // the error, at once
+				}
 				next = now.Add(p.policy.budgetWait())
 			default:
 				// A slot frees up when the oldest attempt times out.
@@ -211,11 +225,22 @@ func (ex *goExchange) run(next time.Time) exchangeResult {
 			a := &ex.slots[r.slot]
 			up := &p.ups[a.up]
 			up.errs[reasonBadReply].Add(float64(r.ignored))
+			if r.err == nil && isErrorReply((*a.buf)[:r.n]) {
+				// Another backend may answer: ask again at once.
+				up.errs[errorReason((*a.buf)[:r.n])].Inc()
+				ex.keep(a.buf, r.n, a.up)
+				a.buf = nil
+				next = time.Now()
+				continue
+			}
 			if r.err == nil || r.err == errTruncated {
 				p.policy.answered(time.Since(a.sent), ex.proto == protoUDP)
 				p.answeredBy(ex.first, a.up)
 				if a.n > 1 {
 					p.m.answeredLate.Inc()
+				}
+				if ex.fallback != nil {
+					p.m.replaced.Inc()
 				}
 				res := exchangeResult{buf: a.buf, n: r.n, truncated: r.err == errTruncated, up: a.up, attempts: ex.sent, id: a.id}
 				a.buf = nil
@@ -247,6 +272,30 @@ type goExchange struct {
 	slots   []goAttempt // MaxParallelAttempts slots
 	sent    int
 	open    int
+	// fallback holds the last error reply, (*fallback)[:fallbackN], from
+	// upstream fallbackUp: the client's answer if no attempt answers.
+	fallback              *[]byte
+	fallbackN, fallbackUp int
+}
+
+// keep makes the error reply (*b)[:n] from upstream up the query's
+// fallback, taking b.
+func (ex *goExchange) keep(b *[]byte, n, up int) {
+	if ex.fallback != nil {
+		putBuf(ex.fallback)
+	}
+	ex.fallback, ex.fallbackN, ex.fallbackUp = b, n, up
+}
+
+// failed ends a query no attempt answered: with the last error reply, or
+// with cause.
+func (ex *goExchange) failed(cause int) exchangeResult {
+	if ex.fallback == nil {
+		return exchangeResult{cause: cause, attempts: ex.sent}
+	}
+	res := exchangeResult{buf: ex.fallback, n: ex.fallbackN, up: ex.fallbackUp, attempts: ex.sent}
+	ex.fallback = nil
+	return res
 }
 
 // goAttempt is one attempt waiting for its answer.
@@ -329,6 +378,10 @@ func (ex *goExchange) free(slot int) {
 // which read the query.
 func (ex *goExchange) finish() {
 	ex.cancel()
+	if ex.fallback != nil {
+		putBuf(ex.fallback)
+		ex.fallback = nil
+	}
 	for ex.open > 0 {
 		r := <-ex.results
 		ex.open--

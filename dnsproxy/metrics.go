@@ -31,14 +31,24 @@ var protoNames = [numProtos]string{"udp", "tcp"}
 
 // Reasons an upstream attempt fails; the values of the reason label.
 const (
-	reasonTimeout  = iota // no valid reply before the attempt's deadline
-	reasonRefused         // port closed (ICMP port unreachable, TCP RST)
-	reasonBadReply        // a reply that does not answer the query, or cannot be read
-	reasonNetwork         // any other socket error
+	reasonTimeout      = iota // no valid reply before the attempt's deadline
+	reasonRefused             // port closed (ICMP port unreachable, TCP RST)
+	reasonBadReply            // a reply that does not answer the query, or cannot be read
+	reasonNetwork             // any other socket error
+	reasonServFail            // the upstream answered SERVFAIL
+	reasonRefusedReply        // the upstream answered REFUSED
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"timeout", "refused", "bad_reply", "network"}
+var reasonNames = [numReasons]string{"timeout", "refused", "bad_reply", "network", "servfail", "refused_reply"}
+
+// errorReason is the reason an error reply (isErrorReply) counts under.
+func errorReason(reply []byte) int {
+	if reply[3]&rcodeMask == rcodeRefused {
+		return reasonRefusedReply
+	}
+	return reasonServFail
+}
 
 // Causes of a SERVFAIL sent to a client; the values of the cause label.
 const (
@@ -79,6 +89,7 @@ type metrics struct {
 	hedged       prometheus.Counter
 	held         [numHeld]prometheus.Counter
 	answeredLate prometheus.Counter
+	replaced     prometheus.Counter
 	servfails    [numCauses]prometheus.Counter
 }
 
@@ -93,7 +104,7 @@ func newMetrics(reg prometheus.Registerer, upstreams []string, inFlight, hedgeDe
 	}, []string{"rcode"})
 	upstreamErrors := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "netguard_dnsproxy_upstream_errors_total",
-		Help: "Failed upstream attempts, by upstream and reason (timeout, refused, bad_reply, network).",
+		Help: "Failed upstream attempts, by upstream and reason (timeout, refused: port closed, bad_reply, network, servfail and refused_reply: the upstream answered that error).",
 	}, []string{"upstream", "reason"})
 	dropped := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "netguard_dnsproxy_dropped_queries_total",
@@ -129,6 +140,10 @@ func newMetrics(reg prometheus.Registerer, upstreams []string, inFlight, hedgeDe
 		Name: "netguard_dnsproxy_answered_after_first_attempt_total",
 		Help: "Queries answered by an attempt other than their first.",
 	})
+	replaced := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "netguard_dnsproxy_error_replies_replaced_total",
+		Help: "Queries that got SERVFAIL or REFUSED from one attempt and a good answer from a later one, which the client got instead.",
+	})
 	servfails := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "netguard_dnsproxy_servfail_total",
 		Help: "SERVFAIL responses sent to clients, by cause (deadline, attempt_limit, in_flight_limit, upstream).",
@@ -138,7 +153,7 @@ func newMetrics(reg prometheus.Registerer, upstreams []string, inFlight, hedgeDe
 		Help: "How long a query now waits for an answer before sending another attempt.",
 	}, hedgeDelay)
 	for _, c := range []prometheus.Collector{queries, responses, upstreamErrors, dropped, cacheLookups, duration, inFlightGauge,
-		attempts, hedged, held, answeredLate, servfails, hedgeDelayGauge} {
+		attempts, hedged, held, answeredLate, replaced, servfails, hedgeDelayGauge} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -152,6 +167,7 @@ func newMetrics(reg prometheus.Registerer, upstreams []string, inFlight, hedgeDe
 		attempts:     attempts,
 		hedged:       hedged,
 		answeredLate: answeredLate,
+		replaced:     replaced,
 	}
 	for i, name := range heldNames {
 		m.held[i] = held.WithLabelValues(name)

@@ -28,18 +28,25 @@ import (
 //   - Every attempt after a query's first spends one unit of a budget that
 //     answers refill (Config.HedgeBudget units per answered query, up to
 //     budgetBurst) plus budgetMinRate units per second; an attempt held
-//     back waits for the budget to refill before it asks again. While the cluster
-//     DNS answers, hedging is as free as the answers it earns; when nothing
-//     answers at all, the forwarder sends one attempt per client query plus
-//     at most budgetMinRate more per second, instead of multiplying the load
-//     on a DNS that is down or overloaded.
+//     back waits for the budget to refill before it asks again. While the
+//     cluster DNS answers, hedging is as free as the answers it earns; when
+//     nothing answers at all, the forwarder sends one attempt per client
+//     query plus at most budgetMinRate more per second, instead of
+//     multiplying the load on a DNS that is down or overloaded.
+//   - A SERVFAIL or REFUSED reply ends the attempt, not the query: another
+//     backend may answer (a CoreDNS pod at its max_concurrent limit answers
+//     REFUSED at once, one whose upstream broke SERVFAIL). The next attempt
+//     goes out at once if the budget admits it, and the error is kept for
+//     the client in case no attempt answers. Error replies earn no budget
+//     and are no latency sample. When no attempt is open and none is
+//     admitted, the client gets the error at once.
 
 const (
 	// budgetBurst caps the budget, and is what a forwarder starts with.
 	budgetBurst = 100
-	// budgetMinRate is the budget refilled per second whatever the answers,
-	// so that a forwarder with few queries can still hedge when most
-	// backends are silent.
+	// budgetMinRate is the budget refilled per second whatever the
+	// answers, so that a forwarder with few queries can still hedge when
+	// most backends are silent.
 	budgetMinRate = 10
 	// latencyWindow is the number of samples after which the latency
 	// histogram halves its counts, so the hedge delay follows the upstream.

@@ -226,6 +226,9 @@ type pending struct {
 	heapIdx  int
 	client   sockaddrBuf
 	clen     uint32
+	// fallback holds the last SERVFAIL or REFUSED reply, the client's
+	// answer if no attempt answers otherwise.
+	fallback *[]byte
 }
 
 func (pd *pending) msg() []byte { return (*pd.qb)[:pd.qlen] }
@@ -566,6 +569,10 @@ func (l *udpLoop) advance(pd *pending, now time.Time) {
 			}
 		default:
 			p.m.held[why].Inc()
+			if pd.open == 0 && pd.fallback != nil {
+				l.fail(pd, causeAttemptLimit) // the error, at once
+				return
+			}
 			pd.next, pd.paced = now.Add(p.policy.budgetWait()), false
 		}
 	}
@@ -791,15 +798,28 @@ func (l *udpLoop) upstreamReadable(pd *pending, slot int) {
 			}
 			continue
 		}
+		up, id := a.up, a.id
+		truncated := int(r) == len(buf) || binary.BigEndian.Uint16(reply[2:])&flagTC != 0
+		if !truncated && isErrorReply(reply) {
+			// Another backend may answer: keep the error, ask again at once.
+			p.ups[up].errs[errorReason(reply)].Inc()
+			l.keep(pd, reply)
+			l.spares.put(l.ups[up].family, l.detach(pd, slot), id)
+			pd.next, pd.paced = l.now, false
+			l.advance(pd, l.now)
+			return
+		}
 		p.policy.answered(l.now.Sub(a.sent), true)
-		p.answeredBy(pd.first, a.up)
+		p.answeredBy(pd.first, up)
 		if a.n > 1 {
 			p.m.answeredLate.Inc()
 		}
-		up := a.up
-		l.spares.put(l.ups[up].family, l.detach(pd, slot), a.id)
+		if pd.fallback != nil {
+			p.m.replaced.Inc()
+		}
+		l.spares.put(l.ups[up].family, l.detach(pd, slot), id)
 		l.closeAll(pd)
-		if int(r) == len(buf) || binary.BigEndian.Uint16(reply[2:])&flagTC != 0 {
+		if truncated {
 			l.retryOverTCP(pd, reply, up)
 			return
 		}
@@ -863,10 +883,31 @@ func (l *udpLoop) expire(now time.Time) {
 	}
 }
 
-// fail ends the query with SERVFAIL.
+// keep makes reply, an error reply, the query's fallback.
+func (l *udpLoop) keep(pd *pending, reply []byte) {
+	if pd.fallback == nil || cap(*pd.fallback) < len(reply) {
+		if pd.fallback != nil {
+			putBuf(pd.fallback)
+		}
+		pd.fallback = getBuf(len(reply))
+	}
+	*pd.fallback = (*pd.fallback)[:copy((*pd.fallback)[:cap(*pd.fallback)], reply)]
+}
+
+// fail ends a query no attempt answered: with its last error reply, or
+// with SERVFAIL for cause.
 func (l *udpLoop) fail(pd *pending, cause int) {
 	l.closeAll(pd)
 	l.p.m.attempts.Observe(float64(pd.sent))
+	if pd.fallback != nil {
+		reply := *pd.fallback
+		if reply[3]&rcodeMask == rcodeServFail {
+			l.p.m.servfails[causeUpstream].Inc()
+		}
+		binary.BigEndian.PutUint16(reply, pd.q.id)
+		l.reply(pd, reply)
+		return
+	}
 	l.p.m.servfails[cause].Inc()
 	l.p.log.V(1).Info("Query failed", "cause", causeNames[cause], "attempts", pd.sent)
 	binary.BigEndian.PutUint16(*pd.qb, pd.q.id)
@@ -1007,6 +1048,9 @@ func (l *udpLoop) alloc() *pending {
 
 // release resets pd, whose attempts are closed, for reuse.
 func (l *udpLoop) release(pd *pending) {
+	if pd.fallback != nil {
+		putBuf(pd.fallback)
+	}
 	*pd = pending{heapIdx: -1, atts: pd.atts}
 	l.free = append(l.free, pd)
 }

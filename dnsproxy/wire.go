@@ -196,6 +196,14 @@ func nextRecord(msg []byte, off int) (record, int, bool) {
 // checkReply reports whether reply answers the query msg (parsed into q)
 // sent upstream with message ID id: RFC 5452 matching on ID, QR, opcode and
 // the question, the name compared case-insensitively.
+// isErrorReply reports whether reply, a valid reply, is SERVFAIL or REFUSED:
+// an error of the backend that sent it, which another backend may not
+// have. Every other rcode, NXDOMAIN included, is the answer.
+func isErrorReply(reply []byte) bool {
+	rc := reply[3] & rcodeMask
+	return rc == rcodeServFail || rc == rcodeRefused
+}
+
 func checkReply(msg []byte, q *query, id uint16, reply []byte) bool {
 	if len(reply) < headerLen || binary.BigEndian.Uint16(reply) != id {
 		return false

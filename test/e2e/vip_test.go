@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // These tests put netguard dns-proxy in front of a cluster DNS Service
@@ -50,10 +53,30 @@ type vipCluster struct {
 	proxy    *process
 }
 
+// backend is how one of the VIP's backends behaves.
+type backend struct {
+	// silent drops every DNS packet, as a pod whose packets vanish.
+	silent bool
+	// rcode, if set, answers every query at once with this error
+	// (REFUSED: a CoreDNS at its max_concurrent limit; SERVFAIL: one whose
+	// upstream broke), from a DNS server of the test's own.
+	rcode int
+}
+
 // newVIPCluster builds the topology with n backends, the first silent of
 // them dropping DNS, and starts netguard dns-proxy, with its default
 // attempt policy plus extraArgs, forwarding to the VIP.
 func newVIPCluster(t *testing.T, tag string, n, silent int, extraArgs ...string) *vipCluster {
+	t.Helper()
+	backends := make([]backend, n)
+	for i := range silent {
+		backends[i].silent = true
+	}
+	return newVIPClusterOf(t, tag, backends, extraArgs...)
+}
+
+// newVIPClusterOf builds the topology with the given backends.
+func newVIPClusterOf(t *testing.T, tag string, backends []backend, extraArgs ...string) *vipCluster {
 	t.Helper()
 	requireNamespaces(t)
 	c := &vipCluster{t: t, dir: t.TempDir(), tools: requireTools(t, "dnsmasq", "iptables", "dnsperf", "dig", "curl")}
@@ -68,7 +91,8 @@ func newVIPCluster(t *testing.T, tag string, n, silent int, extraArgs ...string)
 	iptables := c.tools["iptables"]
 	node.exec(iptables, "-t", "nat", "-N", "NG-SVC")
 	node.exec(iptables, "-t", "nat", "-A", "PREROUTING", "-d", vip+"/32", "-p", "udp", "--dport", "53", "-j", "NG-SVC")
-	for i := range n {
+	n := len(backends)
+	for i, b := range backends {
 		ns := newNetns(t, fmt.Sprintf("%sb%d", prefix, i))
 		gw, addr := fmt.Sprintf("198.51.100.%d", 4*i+1), fmt.Sprintf("198.51.100.%d", 4*i+2)
 		node.link(fmt.Sprintf("to-b%d", i), gw+"/30", ns, addr+"/30")
@@ -83,7 +107,7 @@ func newVIPCluster(t *testing.T, tag string, n, silent int, extraArgs ...string)
 		// Count what arrives from the node, then drop it if silent: DROP
 		// sends nothing back, as for a pod whose packets vanish.
 		ns.exec(iptables, "-A", "INPUT", "-i", "eth0", "-p", "udp", "--dport", "53")
-		if i < silent {
+		if b.silent {
 			ns.exec(iptables, "-A", "INPUT", "-i", "eth0", "-p", "udp", "--dport", "53", "-j", "DROP")
 		}
 		// Backends run at a higher CPU priority, as CoreDNS pods with CPU
@@ -91,19 +115,28 @@ func newVIPCluster(t *testing.T, tag string, n, silent int, extraArgs ...string)
 		// machine a backend left waiting for CPU for 100 ms looks like a
 		// silent one, and is hedged like one. The tests measure the
 		// forwarder, not the machine's scheduler.
-		ns.start(filepath.Join(c.dir, ns.name+"-dnsmasq.log"), "nice", "-n", "-10", c.tools["dnsmasq"],
-			"--keep-in-foreground", "--no-resolv", "--no-hosts", "--user=root", "--pid-file=",
-			"--port=53", "--listen-address="+addr, "--bind-interfaces", "--address=/svc.test/"+answerAddr)
+		if b.rcode != 0 {
+			ns.start(filepath.Join(c.dir, ns.name+"-rcode.log"), "nice", "-n", "-10", "env",
+				rcodeServerEnv+"="+net.JoinHostPort(addr, "53")+","+strconv.Itoa(b.rcode), testBinary)
+		} else {
+			ns.start(filepath.Join(c.dir, ns.name+"-dnsmasq.log"), "nice", "-n", "-10", c.tools["dnsmasq"],
+				"--keep-in-foreground", "--no-resolv", "--no-hosts", "--user=root", "--pid-file=",
+				"--port=53", "--listen-address="+addr, "--bind-interfaces", "--address=/svc.test/"+answerAddr)
+		}
 		c.backends, c.addrs = append(c.backends, ns), append(c.addrs, addr)
 	}
-	// Every dnsmasq answers (asked from its own namespace, not counted).
+	// Every backend answers (asked from its own namespace, not counted).
 	for i, ns := range c.backends {
+		want := "ANSWER: 1,"
+		if rc := backends[i].rcode; rc != 0 {
+			want = "status: " + dns.RcodeToString[rc] + ","
+		}
 		if !waitFor(10*time.Second, func() bool {
-			out, _ := exec.Command("ip", "netns", "exec", ns.name, c.tools["dig"], "+short", "+time=1", "+tries=1",
+			out, _ := exec.Command("ip", "netns", "exec", ns.name, c.tools["dig"], "+time=1", "+tries=1",
 				"@"+c.addrs[i], "ready.svc.test", "A").Output()
-			return strings.TrimSpace(string(out)) == answerAddr
+			return strings.Contains(string(out), want)
 		}) {
-			t.Fatalf("dnsmasq in %s does not answer", ns.name)
+			t.Fatalf("the backend in %s does not answer", ns.name)
 		}
 	}
 	args := append([]string{"dns-proxy", "--listen", "127.0.0.1:8053", "--upstream", vip,
