@@ -90,9 +90,11 @@ type Config struct {
 	// Defaults to 0: no cache, because the sidecar's job is fresh answers
 	// and the cluster DNS server caches already.
 	CacheSize int
-	// Listeners is the number of UDP sockets bound to Listen with
-	// SO_REUSEPORT, each served by its own loop, so the kernel spreads
-	// clients over cores when one core is not enough. Defaults to 1.
+	// Listeners is the number of UDP sockets bound to Listen, each served
+	// by its own loop, so the kernel spreads clients over cores when one
+	// core is not enough. One socket holds the address alone; several
+	// share it with SO_REUSEPORT, packets steered by CPU to these sockets
+	// only. Defaults to 1.
 	Listeners int
 	// MetricsAddr serves /metrics, /healthz and /readyz. Empty disables it.
 	MetricsAddr string

@@ -3,11 +3,16 @@
 package dnsproxy
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
 
@@ -75,5 +80,76 @@ func TestSpareSocketLeavesFromANewPort(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestNoOtherSocketTakesTheListenAddress: another socket of the same user
+// (the sidecar's UID, shared by other containers of the pod) that asks for
+// the listen address with SO_REUSEPORT is refused while one listener
+// holds it; with several listeners, which must share the address, it
+// binds but receives none of the queries.
+func TestNoOtherSocketTakesTheListenAddress(t *testing.T) {
+	const queries = 200
+	intruder := func(addr string) (int, error) {
+		ap := netip.MustParseAddrPort(addr)
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+		return fd, nil
+	}
+	for path, portable := range udpPaths {
+		t.Run(path+"/one listener", func(t *testing.T) {
+			up := startUpstream(t, "127.0.0.2", nil)
+			p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, Listeners: 1}, portable)
+			fd, err := intruder(p.addr)
+			if err == nil {
+				unix.Close(fd)
+				t.Fatalf("a second socket bound %s with SO_REUSEPORT", p.addr)
+			}
+			if !errors.Is(err, unix.EADDRINUSE) {
+				t.Fatalf("binding %s: %v, want EADDRINUSE", p.addr, err)
+			}
+		})
+		t.Run(path+"/several listeners", func(t *testing.T) {
+			up := startUpstream(t, "127.0.0.2", nil)
+			p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, Listeners: 2}, portable)
+			fd, err := intruder(p.addr)
+			if err != nil {
+				t.Fatalf("binding %s with SO_REUSEPORT: %v (the listeners share it, so a socket of their user can join)", p.addr, err)
+			}
+			defer unix.Close(fd)
+			var wg sync.WaitGroup
+			var answered atomic.Int32
+			for i := range queries {
+				wg.Go(func() {
+					// Each from its own socket: a new 4-tuple for the kernel's pick.
+					r, err := tryExchange("udp", p.addr, question(fmt.Sprintf("q%d.upstream.test", i), dns.TypeA))
+					if err == nil && r.Rcode == dns.RcodeSuccess {
+						answered.Add(1)
+					}
+				})
+			}
+			wg.Wait()
+			stolen := 0
+			buf := make([]byte, 512)
+			for {
+				if _, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT); err != nil {
+					break
+				}
+				stolen++
+			}
+			t.Logf("%d of %d queries answered by the forwarder, %d received by the other socket", answered.Load(), queries, stolen)
+			if stolen != 0 || answered.Load() != queries {
+				t.Errorf("the other socket received %d queries and the forwarder answered %d of %d; want 0 and all", stolen, answered.Load(), queries)
+			}
+		})
 	}
 }

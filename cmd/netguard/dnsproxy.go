@@ -111,7 +111,7 @@ finish.`,
 	fs.IntVar(&opts.cacheSize, "cache-size", 0,
 		"Answers kept in a TTL-honouring cache (negative answers per RFC 2308). 0, the default, disables it: the sidecar exists for fresh answers and the cluster DNS caches already.")
 	fs.IntVar(&opts.listeners, "listeners", dnsproxy.DefaultListeners,
-		"UDP sockets bound to --listen with SO_REUSEPORT, each served by its own loop; raise it only when one core is not enough.")
+		"UDP sockets bound to --listen, each served by its own loop; raise it only when one core is not enough. One socket holds the address alone; several share it (SO_REUSEPORT) and the kernel steers queries to them only, never to another socket that joins.")
 	fs.StringVar(&opts.metricsAddr, "metrics-bind-address", dnsproxy.DefaultMetricsAddr,
 		`Address serving /metrics, /healthz and /readyz; "0" disables it.`)
 
