@@ -83,6 +83,8 @@ func TestParse(t *testing.T) {
 		"negative hedge delay":       {yaml: "dnsProxy:\n  attempts:\n    hedgeDelayMin: -1ms\n", wantErr: "dnsProxy.attempts.hedgeDelayMin"},
 		"too many parallel attempts": {yaml: "dnsProxy:\n  attempts:\n    maxParallel: 65\n", wantErr: "dnsProxy.attempts.maxParallel"},
 		"zero hedge budget":          {yaml: "dnsProxy:\n  attempts:\n    hedgeBudget: 0\n", wantErr: "dnsProxy.attempts.hedgeBudget"},
+		"warm ports off":             {yaml: "dnsProxy:\n  attempts:\n    warmPortAge: 0s\n"},
+		"negative warm port age":     {yaml: "dnsProxy:\n  attempts:\n    warmPortAge: -1s\n", wantErr: "dnsProxy.attempts.warmPortAge"},
 		"bad guard mode":             {yaml: "serviceGuard:\n  mode: block\n", wantErr: "serviceGuard.mode"},
 		"guard namespace mode":       {yaml: "serviceGuard:\n  namespaceMode: cluster-wide\n"},
 		"reports":                    {yaml: "reports:\n  enabled: true\n  interval: 1m\n"},
@@ -146,10 +148,10 @@ func TestDNSProxyAttemptFlags(t *testing.T) {
 		"same value, other spelling": {attempts: func(a *DNSProxyAttempts) { a.Timeout, a.HedgeDelayMax = "2000ms", "0.5s" }},
 		"every value": {
 			attempts: func(a *DNSProxyAttempts) {
-				*a = DNSProxyAttempts{Timeout: "1s", Deadline: "3s", HedgeDelayMin: "5ms", HedgeDelayMax: "1.5s", MaxParallel: 8, HedgeBudget: 2.5}
+				*a = DNSProxyAttempts{Timeout: "1s", Deadline: "3s", HedgeDelayMin: "5ms", HedgeDelayMax: "1.5s", MaxParallel: 8, HedgeBudget: 2.5, WarmPortAge: "0s"}
 			},
 			want: []string{"--timeout", "1s", "--deadline", "3s", "--hedge-delay-min", "5ms", "--hedge-delay-max", "1.5s",
-				"--max-parallel-attempts", "8", "--hedge-budget", "2.5"},
+				"--warm-port-age", "0s", "--max-parallel-attempts", "8", "--hedge-budget", "2.5"},
 		},
 	}
 	for name, tc := range tests {

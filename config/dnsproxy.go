@@ -80,6 +80,11 @@ type DNSProxyAttempts struct {
 	// top of 10 per second), which bounds the load on a DNS that stops
 	// answering. Defaults to 4.
 	HedgeBudget float64 `json:"hedgeBudget"`
+	// WarmPortAge is how long after an upstream socket got its source port
+	// a query's first attempt may leave from it again, if its last attempt
+	// was answered (so that first attempts avoid a silent CoreDNS pod);
+	// "0s" sends every attempt from a new port. Defaults to 1s.
+	WarmPortAge string `json:"warmPortAge"`
 }
 
 // DefaultDNSProxyAttempts is the forwarder's own default policy.
@@ -91,6 +96,7 @@ func DefaultDNSProxyAttempts() DNSProxyAttempts {
 		HedgeDelayMax: "500ms",
 		MaxParallel:   16,
 		HedgeBudget:   4,
+		WarmPortAge:   "1s",
 	}
 }
 
@@ -107,6 +113,7 @@ func (a DNSProxyAttempts) Flags() []string {
 		{"--deadline", a.Deadline, def.Deadline},
 		{"--hedge-delay-min", a.HedgeDelayMin, def.HedgeDelayMin},
 		{"--hedge-delay-max", a.HedgeDelayMax, def.HedgeDelayMax},
+		{"--warm-port-age", a.WarmPortAge, def.WarmPortAge},
 	} {
 		v, _ := time.ParseDuration(d.value)
 		if dv, _ := time.ParseDuration(d.def); v != dv {
@@ -145,6 +152,9 @@ func (a *DNSProxyAttempts) validate(p *field.Path) field.ErrorList {
 	}
 	if !(a.HedgeBudget > 0) {
 		errs = append(errs, field.Invalid(p.Child("hedgeBudget"), a.HedgeBudget, "must be positive"))
+	}
+	if d, err := time.ParseDuration(a.WarmPortAge); err != nil || d < 0 {
+		errs = append(errs, field.Invalid(p.Child("warmPortAge"), a.WarmPortAge, `must be a duration such as "1s", or "0s" for a new port on every attempt`))
 	}
 	return errs
 }

@@ -36,6 +36,12 @@ const (
 	// query: enough for a Service with three backends in four silent
 	// (three extra attempts per query on average).
 	DefaultHedgeBudget = 4
+	// DefaultWarmPortAge is how long after a socket got its source port a
+	// query's first attempt may leave from it again, if its last attempt
+	// was answered: behind a Service VIP, conntrack pins the port to a
+	// backend that answers. Short, so that new ports keep spreading the
+	// load over every backend.
+	DefaultWarmPortAge = time.Second
 	// DefaultMaxInFlight bounds concurrent queries; past it the forwarder
 	// answers SERVFAIL at once instead of queueing.
 	DefaultMaxInFlight = 1024
@@ -83,6 +89,12 @@ type Config struct {
 	// second, with at most 100 saved. It bounds the extra load on a DNS
 	// that stops answering. Defaults to 4.
 	HedgeBudget float64
+	// WarmPortAge is how long after an upstream socket got its source port
+	// a query's first attempt may leave from it again, if its last
+	// attempt was answered (the Linux poll loop only; hedges and retries
+	// always leave from new ports). Defaults to 1s; negative turns it off:
+	// every attempt from a new port.
+	WarmPortAge time.Duration
 	// MaxInFlight bounds the queries being forwarded at once; a query over
 	// the bound is answered SERVFAIL immediately. Defaults to 1024.
 	MaxInFlight int
@@ -125,6 +137,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.MaxInFlight == 0 {
 		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.WarmPortAge == 0 {
+		cfg.WarmPortAge = DefaultWarmPortAge
 	}
 	if cfg.Listeners == 0 {
 		cfg.Listeners = DefaultListeners

@@ -60,6 +60,7 @@ func (p *Proxy) handle(msg []byte, proto int) ([]byte, *[]byte) {
 
 	start := time.Now()
 	res := p.exchange(msg, &q, proto, int(p.preferred.Load()), start.Add(p.cfg.Deadline))
+	p.policy.finished(res.attempts)
 	binary.BigEndian.PutUint16(msg, q.id)
 	if res.buf == nil {
 		p.m.attempts.Observe(float64(res.attempts))
@@ -202,7 +203,10 @@ func (ex *goExchange) run(next time.Time) exchangeResult {
 			case why == heldBudget:
 				p.m.held[why].Inc()
 				if ex.open == 0 && ex.fallback != nil {
-					return ex.failed(causeAttemptLimit) // the error, at once
+					if ex.heldWithFallback {
+						return ex.failed(causeAttemptLimit) // the error, without waiting longer
+					}
+					ex.heldWithFallback = true
 				}
 				next = now.Add(p.policy.budgetWait())
 			default:
@@ -276,6 +280,7 @@ type goExchange struct {
 	// upstream fallbackUp: the client's answer if no attempt answers.
 	fallback              *[]byte
 	fallbackN, fallbackUp int
+	heldWithFallback      bool // an attempt was held back once since
 }
 
 // keep makes the error reply (*b)[:n] from upstream up the query's

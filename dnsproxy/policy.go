@@ -25,21 +25,33 @@ import (
 //   - One query has at most Config.MaxParallelAttempts attempts open, each
 //     waits at most Config.Timeout for its answer, and the query makes at
 //     most MaxParallelAttempts × ⌈Deadline/Timeout⌉ attempts in all.
-//   - Every attempt after a query's first spends one unit of a budget that
-//     answers refill (Config.HedgeBudget units per answered query, up to
-//     budgetBurst) plus budgetMinRate units per second; an attempt held
-//     back waits for the budget to refill before it asks again. While the
-//     cluster DNS answers, hedging is as free as the answers it earns; when
-//     nothing answers at all, the forwarder sends one attempt per client
-//     query plus at most budgetMinRate more per second, instead of
-//     multiplying the load on a DNS that is down or overloaded.
+//   - Every attempt after a query's first spends a unit of the answer
+//     budget, which answers refill (Config.HedgeBudget units per answered
+//     query, up to budgetBurst) plus budgetMinRate units per second, as
+//     gRPC's retry throttling refills on success: when nothing answers,
+//     the forwarder sends one attempt per client query plus at most
+//     budgetMinRate more per second, instead of multiplying the load on a
+//     DNS that is down.
+//   - Each client query has a share of 1 + extraPerQuery attempts, as
+//     Envoy's retry budget is a share of the requests. What a query leaves
+//     of its share when it ends goes to the query pool (up to querySaved);
+//     an attempt beyond a query's share takes a unit from the pool. So
+//     whatever share of the attempts is lost, a forwarder sends at most
+//     1 + extraPerQuery = 3 upstream attempts per client query over its
+//     life, and a DNS that drops most packets because it is overloaded
+//     gets at most three times its clients' load. A query always has its
+//     own share (it never waits for others to end to make its third
+//     attempt), and an unlucky query can use what lucky ones left.
+//   - An attempt held back waits for the budgets to refill before it asks
+//     again.
 //   - A SERVFAIL or REFUSED reply ends the attempt, not the query: another
 //     backend may answer (a CoreDNS pod at its max_concurrent limit answers
 //     REFUSED at once, one whose upstream broke SERVFAIL). The next attempt
-//     goes out at once if the budget admits it, and the error is kept for
+//     goes out at once if the budgets admit it, and the error is kept for
 //     the client in case no attempt answers. Error replies earn no budget
-//     and are no latency sample. When no attempt is open and none is
-//     admitted, the client gets the error at once.
+//     and are no latency sample. When no attempt is open and the budgets
+//     hold the next back twice (one budget wait, 100 ms or the hedge
+//     delay), the client gets the error.
 
 const (
 	// budgetBurst caps the budget, and is what a forwarder starts with.
@@ -48,6 +60,16 @@ const (
 	// answers, so that a forwarder with few queries can still hedge when
 	// most backends are silent.
 	budgetMinRate = 10
+	// extraPerQuery is each client query's share of extra attempts: at
+	// most 3 upstream attempts per client query whatever the loss. Two
+	// extra attempts are what a Service with two backends in three silent
+	// needs on average (each attempt answered with probability 1/3); the
+	// poll loop's warm sockets make most first attempts reach a backend
+	// that answers, so far fewer are needed there.
+	extraPerQuery = 2
+	// querySaved caps the query pool: what queries left of their shares,
+	// for queries that need more, up to what the answer budget saves.
+	querySaved = budgetBurst
 	// latencyWindow is the number of samples after which the latency
 	// histogram halves its counts, so the hedge delay follows the upstream.
 	latencyWindow = 1024
@@ -80,9 +102,13 @@ type attemptPolicy struct {
 
 	mu       sync.Mutex
 	lat      latencyHistogram
-	fresh    int // samples since the delay was computed
-	tokens   float64
+	fresh    int     // samples since the delay was computed
+	tokens   float64 // the answer budget
 	refilled time.Time
+	// queryTokens is the query pool. It starts empty, so over a
+	// forwarder's life extra attempts never outnumber extraPerQuery per
+	// client query.
+	queryTokens float64
 }
 
 func newAttemptPolicy(cfg Config) *attemptPolicy {
@@ -133,6 +159,16 @@ func (ap *attemptPolicy) answered(latency time.Duration, sample bool) {
 	ap.mu.Unlock()
 }
 
+// finished records that a client query that went upstream ended after
+// sent attempts: what it left of its share goes to the query pool.
+func (ap *attemptPolicy) finished(sent int) {
+	if unused := 1 + extraPerQuery - sent; unused > 0 {
+		ap.mu.Lock()
+		ap.queryTokens = min(querySaved, ap.queryTokens+float64(unused))
+		ap.mu.Unlock()
+	}
+}
+
 // budgetWait is how long a query whose attempt was held back by the
 // budget waits before it asks again: until the budget could have refilled
 // a unit, and at least the hedge delay.
@@ -148,24 +184,28 @@ func (ap *attemptPolicy) admit(sent, open int, now time.Time) (bool, int) {
 		return false, heldExhausted
 	case open >= ap.maxParallel:
 		return false, heldParallel
-	case sent > 0 && !ap.spend(now):
+	case sent > 0 && !ap.spend(now, sent > extraPerQuery):
 		return false, heldBudget
 	}
 	return true, 0
 }
 
-// spend takes one unit of budget, if there is one.
-func (ap *attemptPolicy) spend(now time.Time) bool {
+// spend takes a unit of the answer budget and, for an attempt beyond the
+// query's share, one of the query pool, if there are.
+func (ap *attemptPolicy) spend(now time.Time, fromPool bool) bool {
 	ap.mu.Lock()
 	defer ap.mu.Unlock()
 	if elapsed := now.Sub(ap.refilled); elapsed > 0 {
 		ap.tokens = min(budgetBurst, ap.tokens+elapsed.Seconds()*budgetMinRate)
 		ap.refilled = now
 	}
-	if ap.tokens < 1 {
+	if ap.tokens < 1 || fromPool && ap.queryTokens < 1 {
 		return false
 	}
 	ap.tokens--
+	if fromPool {
+		ap.queryTokens--
+	}
 	return true
 }
 

@@ -97,6 +97,19 @@ func TestAdmit(t *testing.T) {
 	ap := newAttemptPolicy(Config{Timeout: time.Second, Deadline: 3 * time.Second,
 		HedgeDelayMin: 10 * time.Millisecond, HedgeDelayMax: 10 * time.Millisecond, MaxParallelAttempts: 4, HedgeBudget: 2})
 	now := ap.refilled
+	// extras counts the attempts admitted to a query that has made sent.
+	extras := func(sent int, at time.Time) int {
+		n := 0
+		for ; n < 1000; n++ {
+			if ok, why := ap.admit(sent, 1, at); !ok {
+				if why != heldBudget {
+					t.Fatalf("held for %d, want the budget", why)
+				}
+				break
+			}
+		}
+		return n
+	}
 	if ok, _ := ap.admit(0, 0, now); !ok {
 		t.Error("a first attempt was held back")
 	}
@@ -106,34 +119,47 @@ func TestAdmit(t *testing.T) {
 	if ok, why := ap.admit(12, 0, now); ok || why != heldExhausted {
 		t.Errorf("a 13th attempt: admitted %v (%d), want held: 4 × ⌈3s/1s⌉ = 12 attempts", ok, why)
 	}
-	// The budget starts full: budgetBurst extra attempts, then none...
-	for i := range budgetBurst {
-		if ok, _ := ap.admit(1, 1, now); !ok {
-			t.Fatalf("extra attempt %d held back with budget left", i+1)
+	// A query's own share: its second and third attempts, pool or not.
+	for sent := 1; sent <= extraPerQuery; sent++ {
+		if ok, _ := ap.admit(sent, 1, now); !ok {
+			t.Fatalf("attempt %d, within the query's share, held back", sent+1)
 		}
 	}
-	if ok, why := ap.admit(1, 1, now); ok || why != heldBudget {
-		t.Fatalf("extra attempt with the budget spent: admitted %v (%d), want held by the budget", ok, why)
+	// Beyond it, the pool, which starts empty ...
+	if got := extras(1+extraPerQuery, now); got != 0 {
+		t.Fatalf("%d attempts beyond a query's share with the pool empty, want 0", got)
+	}
+	// ... and holds what queries leave of their shares ...
+	ap.finished(1)
+	if got := extras(1+extraPerQuery, now); got != extraPerQuery {
+		t.Fatalf("%d attempts beyond a share after a query answered at once, want the %d it left", got, extraPerQuery)
+	}
+	ap.finished(1 + extraPerQuery)
+	ap.finished(10)
+	if got := extras(1+extraPerQuery, now); got != 0 {
+		t.Fatalf("%d attempts beyond a share after queries that used theirs, want 0", got)
+	}
+	// ... up to querySaved.
+	for range 1000 {
+		ap.finished(1)
+	}
+	if ap.queryTokens != querySaved {
+		t.Fatalf("query pool %v after 1000 queries answered at once, want the %d it saves", ap.queryTokens, querySaved)
+	}
+	// The answer budget starts full (budgetBurst); spent, it holds every
+	// extra attempt back, within a query's share too ...
+	spent := extraPerQuery + extraPerQuery
+	if got := extras(1, now); got != budgetBurst-spent {
+		t.Fatalf("%d extra attempts, want the %d left of the answer budget", got, budgetBurst-spent)
 	}
 	// ... until an answer earns HedgeBudget (2) ...
 	ap.answered(time.Millisecond, true)
-	for i := range 2 {
-		if ok, _ := ap.admit(1, 1, now); !ok {
-			t.Fatalf("earned extra attempt %d held back", i+1)
-		}
-	}
-	if ok, _ := ap.admit(1, 1, now); ok {
-		t.Fatal("a third extra attempt after one answer was admitted")
+	if got := extras(1, now); got != 2 {
+		t.Fatalf("%d extra attempts after one answer, want 2", got)
 	}
 	// ... or time refills budgetMinRate per second.
-	later := now.Add(time.Second)
-	for i := range budgetMinRate {
-		if ok, _ := ap.admit(1, 1, later); !ok {
-			t.Fatalf("refilled extra attempt %d held back", i+1)
-		}
-	}
-	if ok, _ := ap.admit(1, 1, later); ok {
-		t.Fatal("more extra attempts than a second refills were admitted")
+	if got := extras(1, now.Add(time.Second)); got != budgetMinRate {
+		t.Fatalf("%d extra attempts a second later, want %d", got, budgetMinRate)
 	}
 }
 
@@ -155,7 +181,8 @@ func dropFirst(n int32) dns.HandlerFunc {
 func TestHedgedAttempts(t *testing.T) {
 	for path, portable := range udpPaths {
 		t.Run(path, func(t *testing.T) {
-			up := startUpstream(t, "127.0.0.2", dropFirst(3))
+			// A lone query may make three attempts (the query budget).
+			up := startUpstream(t, "127.0.0.2", dropFirst(2))
 			p := startProxy(t, Config{
 				Upstreams: []netip.AddrPort{up.addr},
 				// Timeouts the test would notice: only hedging answers in time.
@@ -164,12 +191,11 @@ func TestHedgedAttempts(t *testing.T) {
 			}, portable)
 			r := exchange(t, "udp", p.addr, question("hedged.upstream.test", dns.TypeA))
 			if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
-				t.Fatalf("rcode %s answers %d, want the answer to the fourth attempt", dns.RcodeToString[r.Rcode], len(r.Answer))
+				t.Fatalf("rcode %s answers %d, want the answer to the third attempt", dns.RcodeToString[r.Rcode], len(r.Answer))
 			}
-			// Four attempts, or more if the fourth's answer is read late.
 			ports, _, _, _ := up.seen()
-			if len(ports) < 4 || distinct(ports) != len(ports) {
-				t.Errorf("upstream saw source ports %v, want at least 4 attempts, each from its own socket", ports)
+			if len(ports) != 3 || distinct(ports) != len(ports) {
+				t.Errorf("upstream saw source ports %v, want 3 attempts, each from its own socket", ports)
 			}
 			p.wantCounter(t, float64(len(ports)-1), "netguard_dnsproxy_hedged_attempts_total")
 			p.wantCounter(t, 1, "netguard_dnsproxy_answered_after_first_attempt_total")

@@ -153,7 +153,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		"timeout", p.cfg.Timeout.String(), "deadline", p.cfg.Deadline.String(),
 		"hedgeDelayMin", p.cfg.HedgeDelayMin.String(), "hedgeDelayMax", p.cfg.HedgeDelayMax.String(),
 		"maxParallelAttempts", p.cfg.MaxParallelAttempts, "hedgeBudget", p.cfg.HedgeBudget,
-		"maxInFlight", p.cfg.MaxInFlight, "cacheSize", p.cfg.CacheSize, "metrics", p.metricsAddr)
+		"maxInFlight", p.cfg.MaxInFlight, "warmPortAge", p.cfg.WarmPortAge.String(), "cacheSize", p.cfg.CacheSize, "metrics", p.metricsAddr)
 
 	var readers, conns sync.WaitGroup
 	failed := make(chan error, len(udp)+1)

@@ -83,7 +83,8 @@ func testNewSourcePorts(t *testing.T, portable bool, network, ip string, n int) 
 		t.Skipf("no %s on this machine", ip)
 	}
 	up := startUpstream(t, ip, nil)
-	p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}}, portable)
+	// Without warm ports (TestWarmPort): every attempt from a new port.
+	p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, WarmPortAge: -1}, portable)
 	c := &dns.Client{Net: network, Timeout: 5 * time.Second}
 	conn, err := c.Dial(p.addr) // one client socket, as nginx has
 	if err != nil {
@@ -508,33 +509,40 @@ func TestReplyThatDoesNotMatchIsIgnored(t *testing.T) {
 func TestDuplicateAnswerIsNotABadReply(t *testing.T) {
 	const n = 32
 	for path, portable := range udpPaths {
-		t.Run(path, func(t *testing.T) {
-			up := startUpstream(t, "127.0.0.2", func(w dns.ResponseWriter, r *dns.Msg) {
-				answerAddress(w, r)
-				answerAddress(w, r)
-			})
-			p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, MaxParallelAttempts: 1}, portable)
-			c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
-			conn, err := c.Dial(p.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			for i := range n {
-				name := fmt.Sprintf("dup%d.upstream.test", i)
-				r, _, err := c.ExchangeWithConn(question(name, dns.TypeA), conn)
+		for _, warm := range []time.Duration{-1, time.Minute} {
+			t.Run(fmt.Sprintf("%s/warm port age %s", path, warm), func(t *testing.T) {
+				up := startUpstream(t, "127.0.0.2", func(w dns.ResponseWriter, r *dns.Msg) {
+					answerAddress(w, r)
+					answerAddress(w, r)
+				})
+				p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, MaxParallelAttempts: 1, WarmPortAge: warm}, portable)
+				c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
+				conn, err := c.Dial(p.addr)
 				if err != nil {
-					t.Fatalf("query %d: %v", i, err)
+					t.Fatal(err)
 				}
-				if len(r.Answer) != 1 || r.Answer[0].Header().Name != dns.Fqdn(name) {
-					t.Fatalf("query %d: answer %v, want one for %s", i, r.Answer, name)
+				defer conn.Close()
+				for i := range n {
+					name := fmt.Sprintf("dup%d.upstream.test", i)
+					r, _, err := c.ExchangeWithConn(question(name, dns.TypeA), conn)
+					if err != nil {
+						t.Fatalf("query %d: %v", i, err)
+					}
+					if len(r.Answer) != 1 || r.Answer[0].Header().Name != dns.Fqdn(name) {
+						t.Fatalf("query %d: answer %v, want one for %s", i, r.Answer, name)
+					}
 				}
-			}
-			p.wantCounter(t, 0, "netguard_dnsproxy_upstream_errors_total", "reason", "bad_reply")
-			if ports, _, _, _ := up.seen(); distinct(ports) < n-2 {
-				t.Fatalf("upstream saw %d distinct source ports over %d queries: %v", distinct(ports), n, ports)
-			}
-		})
+				p.wantCounter(t, 0, "netguard_dnsproxy_upstream_errors_total", "reason", "bad_reply")
+				ports, _, _, _ := up.seen()
+				switch {
+				case warm < 0 && distinct(ports) < n-2:
+					t.Fatalf("upstream saw %d distinct source ports over %d queries: %v", distinct(ports), n, ports)
+				case warm > 0 && !portable && distinct(ports) > 2:
+					// One warm socket per loop carries every query.
+					t.Fatalf("upstream saw %d distinct source ports over %d queries, want the warm ones reused: %v", distinct(ports), n, ports)
+				}
+			})
+		}
 	}
 }
 

@@ -39,6 +39,8 @@ const (
 	// maxSpares bounds the idle upstream sockets a loop keeps per address
 	// family.
 	maxSpares = 128
+	// maxWarm bounds the warm sockets a loop keeps per upstream.
+	maxWarm = 64
 )
 
 // listenUDP binds cfg.Listeners UDP sockets to the listen address (see
@@ -263,6 +265,7 @@ type attempt struct {
 	n        int // 1 for the query's first attempt, 2 for the next...
 	sent     time.Time
 	deadline time.Time
+	born     time.Time // when the socket got its port
 }
 
 // pending is a query in a loop, from being read to its reply being sent.
@@ -290,8 +293,10 @@ type pending struct {
 	client   sockaddrBuf
 	clen     uint32
 	// fallback holds the last SERVFAIL or REFUSED reply, the client's
-	// answer if no attempt answers otherwise.
-	fallback *[]byte
+	// answer if no attempt answers otherwise; heldWithFallback says an
+	// attempt was held back once since.
+	fallback         *[]byte
+	heldWithFallback bool
 }
 
 func (pd *pending) msg() []byte { return (*pd.qb)[:pd.qlen] }
@@ -329,6 +334,7 @@ type udpLoop struct {
 	txHdr   [batch]mmsghdr
 
 	spares spareSockets
+	warm   warmSockets
 
 	active  int // queries holding an in-flight slot
 	stopped bool
@@ -352,6 +358,8 @@ func newUDPLoop(p *Proxy, lfd int, reuse [2]bool) (*udpLoop, error) {
 	for _, up := range p.cfg.Upstreams {
 		l.ups = append(l.ups, newRawUpstream(up))
 	}
+	l.warm.byUp = make([][]warmSocket, len(l.ups))
+	l.warm.maxAge = p.cfg.WarmPortAge
 	return l, nil
 }
 
@@ -365,6 +373,7 @@ func (l *udpLoop) stopReading() {
 func (l *udpLoop) close() {
 	_ = unix.Close(l.lfd)
 	_ = unix.Close(l.wakefd)
+	l.warm.close()
 	l.spares.close()
 	for _, b := range l.rxBufs {
 		if b != nil {
@@ -633,8 +642,11 @@ func (l *udpLoop) advance(pd *pending, now time.Time) {
 		default:
 			p.m.held[why].Inc()
 			if pd.open == 0 && pd.fallback != nil {
-				l.fail(pd, causeAttemptLimit) // the error, at once
-				return
+				if pd.heldWithFallback {
+					l.fail(pd, causeAttemptLimit) // the error, without waiting longer
+					return
+				}
+				pd.heldWithFallback = true
 			}
 			pd.next, pd.paced = now.Add(p.policy.budgetWait()), false
 		}
@@ -642,24 +654,95 @@ func (l *udpLoop) advance(pd *pending, now time.Time) {
 	l.schedule(pd)
 }
 
-// send sends the query to the next upstream from a new source port. A failure
-// to send counts as a failed attempt.
+// send sends the query to the next upstream: a first attempt from a warm
+// socket if there is one, every other attempt from a new source port. A
+// failure to send counts as a failed attempt.
 func (l *udpLoop) send(pd *pending, now time.Time) {
 	p := l.p
 	up := (pd.first + pd.sent) % len(l.ups)
 	pd.sent++
 	id := uint16(rand.Uint32())
 	binary.BigEndian.PutUint16(*pd.qb, id)
-	fd, stale, e := l.spares.dial(&l.ups[up], pd.msg())
-	if e != 0 {
-		l.attemptFailed(up, pd.sent, e)
-		return
+	fd, stale, born := -1, uint32(0), now
+	if pd.sent == 1 {
+		fd, stale, born = l.warm.take(up, pd.msg(), now, &l.spares, l.ups[up].family)
+	}
+	if fd < 0 {
+		var e syscall.Errno
+		if fd, stale, e = l.spares.dial(&l.ups[up], pd.msg()); e != 0 {
+			l.attemptFailed(up, pd.sent, e)
+			return
+		}
+		born = now
 	}
 	if pd.open > 0 {
 		p.m.hedged.Inc()
 	}
-	pd.atts[pd.open] = attempt{fd: fd, stale: stale, id: id, up: up, n: pd.sent, sent: now, deadline: earliest(now.Add(p.cfg.Timeout), pd.overall)}
+	pd.atts[pd.open] = attempt{fd: fd, stale: stale, id: id, up: up, n: pd.sent, sent: now, deadline: earliest(now.Add(p.cfg.Timeout), pd.overall), born: born}
 	pd.open++
+}
+
+// warmSockets holds, per upstream, sockets whose last attempt was answered,
+// still connected. Behind a Service VIP, conntrack pins a socket's port to
+// the backend kube-proxy picked for it, so a warm socket reaches a backend
+// that answered it a moment ago. A query's first attempt takes one, oldest
+// first: while some backends are silent, first attempts go to backends
+// that answer instead of to a random one, and hedging is left for the rare
+// miss. A socket is warm only for Config.WarmPortAge after it got its port; then
+// it goes back to the spares and leaves from a new port, so new flows keep
+// spreading the load over every backend. A warm socket whose backend went
+// silent carries one lost attempt and is closed; a silent backend is
+// never asked twice from one port. Hedges and retries always leave from
+// new ports.
+type warmSockets struct {
+	byUp   [][]warmSocket
+	maxAge time.Duration // none is kept when negative
+}
+
+type warmSocket struct {
+	fd     int
+	lastID uint16
+	born   time.Time
+}
+
+// take sends msg from the oldest warm socket to upstream up that is young
+// enough, and returns it, its stale ID and when it got its port; fd -1
+// when there is none. Sockets too old go to spares.
+func (w *warmSockets) take(up int, msg []byte, now time.Time, spares *spareSockets, family int) (int, uint32, time.Time) {
+	q := &w.byUp[up]
+	for len(*q) > 0 {
+		ws := (*q)[0]
+		*q = (*q)[1:]
+		if now.Sub(ws.born) >= w.maxAge {
+			spares.put(family, ws.fd, ws.lastID)
+			continue
+		}
+		if _, _, e := syscall.RawSyscall(unix.SYS_WRITE, uintptr(ws.fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg))); e != 0 {
+			_, _, _ = syscall.RawSyscall(unix.SYS_CLOSE, uintptr(ws.fd), 0, 0)
+			continue
+		}
+		return ws.fd, uint32(ws.lastID) + 1, ws.born
+	}
+	return -1, 0, now
+}
+
+// put keeps fd, whose attempt with message ID id to upstream up was
+// answered, warm if it got its port recently, or gives it to spares.
+func (w *warmSockets) put(up, fd int, id uint16, born, now time.Time, spares *spareSockets, family int) {
+	if q := &w.byUp[up]; now.Sub(born) < w.maxAge && len(*q) < maxWarm {
+		*q = append(*q, warmSocket{fd: fd, lastID: id, born: born})
+		return
+	}
+	spares.put(family, fd, id)
+}
+
+func (w *warmSockets) close() {
+	for i, q := range w.byUp {
+		for _, ws := range q {
+			_ = unix.Close(ws.fd)
+		}
+		w.byUp[i] = nil
+	}
 }
 
 // spareSockets holds upstream sockets whose attempt was answered,
@@ -861,7 +944,7 @@ func (l *udpLoop) upstreamReadable(pd *pending, slot int) {
 			}
 			continue
 		}
-		up, id := a.up, a.id
+		up, id, born := a.up, a.id, a.born
 		truncated := int(r) == len(buf) || binary.BigEndian.Uint16(reply[2:])&flagTC != 0
 		if !truncated && isErrorReply(reply) {
 			// Another backend may answer: keep the error, ask again at once.
@@ -880,7 +963,7 @@ func (l *udpLoop) upstreamReadable(pd *pending, slot int) {
 		if pd.fallback != nil {
 			p.m.replaced.Inc()
 		}
-		l.spares.put(l.ups[up].family, l.detach(pd, slot), id)
+		l.warm.put(up, l.detach(pd, slot), id, born, l.now, &l.spares, l.ups[up].family)
 		l.closeAll(pd)
 		if truncated {
 			l.retryOverTCP(pd, reply, up)
@@ -910,6 +993,7 @@ func (l *udpLoop) retryOverTCP(pd *pending, reply []byte, up int) {
 	client, clen, start := pd.client, pd.clen, pd.start
 	pd.qb, pd.inFlight = nil, false
 	l.active--
+	p.policy.finished(sent)
 	l.release(pd)
 	p.queries.Add(1)
 	go func() {
@@ -1093,6 +1177,7 @@ func (l *udpLoop) complete(pd *pending) {
 	if pd.inFlight {
 		l.active--
 		l.p.release()
+		l.p.policy.finished(pd.sent)
 	}
 	if pd.qb != nil {
 		putBuf(pd.qb)

@@ -153,3 +153,46 @@ func TestNoOtherSocketTakesTheListenAddress(t *testing.T) {
 		})
 	}
 }
+
+// TestWarmPort: a query's first attempt leaves from a socket whose last
+// attempt was answered, while that socket got its port less than
+// WarmPortAge ago; later, from a new port. A warm socket whose attempt is
+// lost is closed: the next query does not leave from its port again.
+func TestWarmPort(t *testing.T) {
+	const age = 300 * time.Millisecond
+	var drop atomic.Bool
+	up := startUpstream(t, "127.0.0.2", func(w dns.ResponseWriter, r *dns.Msg) {
+		if !drop.CompareAndSwap(true, false) { // drop one query when asked
+			answerAddress(w, r)
+		}
+	})
+	p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, Listeners: 1, WarmPortAge: age,
+		HedgeDelayMin: 20 * time.Millisecond, HedgeDelayMax: 20 * time.Millisecond}, false)
+	ask := func(name string) int {
+		t.Helper()
+		exchange(t, "udp", p.addr, question(name, dns.TypeA))
+		ports, _, _, _ := up.seen()
+		return ports[len(ports)-1]
+	}
+	first := ask("a.upstream.test")
+	if got := ask("b.upstream.test"); got != first {
+		t.Fatalf("second query from port %d, want the warm port %d", got, first)
+	}
+	time.Sleep(age + 100*time.Millisecond)
+	fresh := ask("c.upstream.test")
+	if fresh == first {
+		t.Fatalf("query from port %d after the warm age, want a new port", fresh)
+	}
+	// The warm socket's next attempt is lost; the hedge answers from a new port.
+	drop.Store(true)
+	before := up.count()
+	hedgedFrom := ask("d.upstream.test")
+	ports, _, _, _ := up.seen()
+	if up.count() != before+2 || ports[before] != fresh || hedgedFrom == fresh {
+		t.Fatalf("ports %v after %d queries: want the lost attempt from the warm port %d and its hedge from a new one", ports, before, fresh)
+	}
+	if got := ask("e.upstream.test"); got == fresh {
+		t.Fatalf("query from port %d, whose last attempt was lost", got)
+	}
+	p.wantCounter(t, 1, "netguard_dnsproxy_hedged_attempts_total")
+}

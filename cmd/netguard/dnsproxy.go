@@ -37,6 +37,7 @@ type dnsProxyOptions struct {
 	parallel    int
 	hedgeBudget float64
 	maxInFlight int
+	warmAge     time.Duration
 	cacheSize   int
 	listeners   int
 	metricsAddr string
@@ -47,24 +48,29 @@ func dnsProxyCommand(run dnsProxyRunFunc) *cobra.Command {
 	opts := dnsProxyOptions{}
 	cmd := &cobra.Command{
 		Use:   "dns-proxy",
-		Short: "Run the DNS forwarder sidecar (a fresh source port for every upstream query)",
+		Short: "Run the DNS forwarder sidecar (never pinned to a DNS server that stopped answering)",
 		Long: `Run the DNS forwarder that netguard injects next to nginx.
 
 It listens on a loopback address and forwards each query to the upstream
-DNS servers so that every upstream attempt leaves from a new source port.
-conntrack then makes a new NAT decision for it, and a client that sends
-all its queries from one socket (nginx's resolver) is no longer pinned to
-a DNS server pod that disappeared. Point nginx at it with
+DNS servers, never twice from a source port that got no answer: conntrack
+makes a new NAT decision for each new port, and a client that sends all
+its queries from one socket (nginx's resolver) is no longer pinned to a
+DNS server pod that disappeared. Point nginx at it with
 
     resolver 127.0.0.1:8053 valid=10s ipv6=off;
 
-While a query has no answer, another attempt leaves from another new port
-every hedge delay (the upstream's 99th percentile latency, between
+A query's first attempt leaves from a port a backend answered within
+--warm-port-age (so it reaches a backend that answers), or from a new one.
+While a query has no answer, another attempt leaves from a new port every
+hedge delay (the upstream's 99th percentile latency, between
 --hedge-delay-min and --hedge-delay-max), the earlier ones still waiting:
 with one silent backend in two behind a Service, a lookup fails only if
-every attempt reaches it. Extra attempts are paid from a budget that
-answers refill (--hedge-budget per answer, plus 10 per second), so a DNS
-that answers nothing gets one attempt per query and few more.
+every attempt reaches it. A SERVFAIL or REFUSED ends the attempt, not the
+query. Extra attempts are paid from a budget that answers refill
+(--hedge-budget per answer, plus 10 per second), so a DNS that answers
+nothing gets one attempt per query and few more, and from each query's
+share of 3 attempts, so a DNS that drops most packets gets at most 3 per
+query.
 
 Truncated UDP answers are retried over TCP; EDNS0 is passed through; the
 number of queries in flight is bounded (over the bound: SERVFAIL at once).
@@ -108,6 +114,8 @@ finish.`,
 		"Extra attempts (every attempt after a query's first) earned by each answered query, on top of 10 per second and with at most 100 saved: what bounds the load on a DNS that stops answering.")
 	fs.IntVar(&opts.maxInFlight, "max-in-flight", dnsproxy.DefaultMaxInFlight,
 		"Most queries forwarded at once; further queries are answered SERVFAIL at once.")
+	fs.DurationVar(&opts.warmAge, "warm-port-age", dnsproxy.DefaultWarmPortAge,
+		"How long after an upstream socket got its source port a query's first attempt may leave from it again, if its last attempt was answered: behind a Service VIP the port reaches a backend that answers, so first attempts avoid a silent one. Hedges and retries always leave from new ports. 0 turns it off: every attempt from a new port.")
 	fs.IntVar(&opts.cacheSize, "cache-size", 0,
 		"Answers kept in a TTL-honouring cache (negative answers per RFC 2308). 0, the default, disables it: the sidecar exists for fresh answers and the cluster DNS caches already.")
 	fs.IntVar(&opts.listeners, "listeners", dnsproxy.DefaultListeners,
@@ -149,6 +157,13 @@ func (o *dnsProxyOptions) config() (dnsproxy.Config, error) {
 	if o.hedgeBudget <= 0 {
 		return dnsproxy.Config{}, fmt.Errorf("--hedge-budget must be positive, got %g", o.hedgeBudget)
 	}
+	warmAge := o.warmAge
+	switch {
+	case warmAge < 0:
+		return dnsproxy.Config{}, fmt.Errorf("--warm-port-age must be 0 (off) or positive, got %s", o.warmAge)
+	case warmAge == 0:
+		warmAge = -1 // off, in Config's terms
+	}
 	return dnsproxy.Config{
 		Listen:              o.listen,
 		Upstreams:           ups,
@@ -159,6 +174,7 @@ func (o *dnsProxyOptions) config() (dnsproxy.Config, error) {
 		MaxParallelAttempts: o.parallel,
 		HedgeBudget:         o.hedgeBudget,
 		MaxInFlight:         o.maxInFlight,
+		WarmPortAge:         warmAge,
 		CacheSize:           o.cacheSize,
 		Listeners:           o.listeners,
 		MetricsAddr:         metricsAddr,

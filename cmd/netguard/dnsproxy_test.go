@@ -38,6 +38,7 @@ func TestDNSProxyFlags(t *testing.T) {
 				MaxParallelAttempts: 16,
 				HedgeBudget:         4,
 				MaxInFlight:         1024,
+				WarmPortAge:         time.Second,
 				Listeners:           1,
 				MetricsAddr:         "127.0.0.1:9153",
 			},
@@ -47,7 +48,7 @@ func TestDNSProxyFlags(t *testing.T) {
 				"--listen", "127.0.0.1:53", "--upstream", "10.96.0.10,[fd00::10]:5353",
 				"--timeout", "500ms", "--deadline", "3s", "--max-in-flight", "64",
 				"--hedge-delay-min", "5ms", "--hedge-delay-max", "250ms", "--max-parallel-attempts", "4", "--hedge-budget", "2.5",
-				"--cache-size", "100", "--listeners", "2", "--metrics-bind-address", ":9154",
+				"--cache-size", "100", "--listeners", "2", "--metrics-bind-address", ":9154", "--warm-port-age", "0",
 				"--config", "ignored.yaml", "--zap-log-level", "debug",
 			},
 			want: dnsproxy.Config{
@@ -60,6 +61,7 @@ func TestDNSProxyFlags(t *testing.T) {
 				MaxParallelAttempts: 4,
 				HedgeBudget:         2.5,
 				MaxInFlight:         64,
+				WarmPortAge:         -1,
 				CacheSize:           100,
 				Listeners:           2,
 				MetricsAddr:         ":9154",
@@ -77,6 +79,7 @@ func TestDNSProxyFlags(t *testing.T) {
 				MaxParallelAttempts: 16,
 				HedgeBudget:         4,
 				MaxInFlight:         1024,
+				WarmPortAge:         time.Second,
 				Listeners:           1,
 			},
 		},
@@ -89,6 +92,7 @@ func TestDNSProxyFlags(t *testing.T) {
 		"zero hedge delay":       {args: []string{"--upstream", "192.0.2.53", "--hedge-delay-min", "0s"}, wantErr: "--hedge-delay-min"},
 		"zero parallel attempts": {args: []string{"--upstream", "192.0.2.53", "--max-parallel-attempts", "0"}, wantErr: "--max-parallel-attempts"},
 		"negative hedge budget":  {args: []string{"--upstream", "192.0.2.53", "--hedge-budget", "-1"}, wantErr: "--hedge-budget"},
+		"negative warm port age": {args: []string{"--upstream", "192.0.2.53", "--warm-port-age", "-1s"}, wantErr: "--warm-port-age"},
 		"unknown flag is caught": {args: []string{"--upstreams", "192.0.2.53"}, wantErr: "unknown flag"},
 	}
 	for name, tc := range tests {
