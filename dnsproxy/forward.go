@@ -227,6 +227,10 @@ func (ex *goExchange) run(next time.Time) exchangeResult {
 		case r := <-ex.results:
 			ex.open--
 			a := &ex.slots[r.slot]
+			if r.buf != nil {
+				putBuf(a.buf)
+				a.buf = r.buf
+			}
 			up := &p.ups[a.up]
 			up.errs[reasonBadReply].Add(float64(r.ignored))
 			if r.err == nil && isErrorReply((*a.buf)[:r.n]) {
@@ -319,6 +323,8 @@ type attemptResult struct {
 	n       int // reply length
 	ignored int // replies that did not match the query
 	err     error
+	// buf, if set, holds the reply (TCP) and replaces the slot's buffer.
+	buf *[]byte
 }
 
 // start sends the next attempt: to the next upstream, from a new socket.
@@ -334,9 +340,11 @@ func (ex *goExchange) start(now time.Time) {
 	*a = goAttempt{n: ex.sent, up: (ex.first + ex.sent - 1) % len(p.ups), id: uint16(rand.Uint32()), sent: now, deadline: deadline}
 	up := &p.ups[a.up]
 	if ex.proto == protoTCP {
-		a.buf = getBuf(largeBuf)
+		// The slot's buffer holds the framed query; the reply comes in a
+		// buffer of its own size (attemptResult.buf).
+		a.buf = getBuf(len(ex.msg) + 2)
 		framed := frameTCP(ex.msg, a.id, *a.buf)
-		go ex.awaitTCP(slot, up.addr, framed, a.id, *a.buf, deadline)
+		go ex.awaitTCP(slot, up.addr, framed, a.id, deadline)
 	} else {
 		// The message is written here, not in the goroutine, so that the
 		// next attempt's ID cannot overwrite it before it is sent.
@@ -366,9 +374,9 @@ func (ex *goExchange) awaitUDP(slot int, conn *net.UDPConn, id uint16, buf []byt
 	ex.results <- r
 }
 
-func (ex *goExchange) awaitTCP(slot int, up netip.AddrPort, framed []byte, id uint16, buf []byte, deadline time.Time) {
+func (ex *goExchange) awaitTCP(slot int, up netip.AddrPort, framed []byte, id uint16, deadline time.Time) {
 	var r attemptResult
-	r.n, r.err = exchangeTCP(ex.ctx, up, framed, ex.msg, ex.q, id, buf, deadline)
+	r.buf, r.n, r.err = exchangeTCP(ex.ctx, up, framed, ex.msg, ex.q, id, deadline)
 	r.slot = slot
 	ex.results <- r
 }
@@ -391,6 +399,9 @@ func (ex *goExchange) finish() {
 		r := <-ex.results
 		ex.open--
 		ex.free(r.slot)
+		if r.buf != nil {
+			putBuf(r.buf)
+		}
 	}
 }
 
@@ -405,11 +416,19 @@ func (p *Proxy) answeredBy(first, i int) {
 // client's size when the reply overflowed it) for a UDP client: it asks
 // over TCP, starting with the upstream up that answered, and relays that
 // answer, truncated to what the client accepts (keeping whole records, with
-// TC set, as an authoritative server would). If TCP fails the client gets
-// the truncated reply, or a bare one with TC set, and can retry over TCP
-// itself. It returns the reply, its buffer, and the TCP attempts made.
+// TC set, as an authoritative server would). If TCP fails, or
+// maxTCPRetries retries are running already, the client gets the truncated
+// reply, or a bare one with TC set, and can retry over TCP itself. It
+// returns the reply, its buffer, and the TCP attempts made.
 func (p *Proxy) retryOverTCP(up int, msg []byte, q *query, b *[]byte, n int, overall time.Time) ([]byte, *[]byte, int) {
-	res := p.exchange(msg, q, protoTCP, up, overall)
+	var res exchangeResult
+	select {
+	case p.tcpRetries <- struct{}{}:
+		res = p.exchange(msg, q, protoTCP, up, overall)
+		<-p.tcpRetries
+	default:
+		p.m.tcpRetriesShed.Inc()
+	}
 	if res.buf != nil {
 		if res.n <= q.udpSize {
 			putBuf(b)
@@ -422,7 +441,7 @@ func (p *Proxy) retryOverTCP(up int, msg []byte, q *query, b *[]byte, n int, ove
 		}
 		p.ups[res.up].errs[reasonBadReply].Inc()
 	}
-	p.log.V(1).Info("TCP retry of a truncated reply failed", "upstream", p.ups[up].addr.String())
+	p.log.V(1).Info("No TCP answer for a truncated reply", "upstream", p.ups[up].addr.String())
 	if n <= q.udpSize {
 		return (*b)[:n], b, res.attempts
 	}

@@ -91,6 +91,9 @@ type metrics struct {
 	answeredLate prometheus.Counter
 	replaced     prometheus.Counter
 	servfails    [numCauses]prometheus.Counter
+	tcpRefused   prometheus.Counter
+	// tcpRetriesShed: truncated answers relayed without a TCP retry.
+	tcpRetriesShed prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, upstreams []string, inFlight, hedgeDelay func() float64) (*metrics, error) {
@@ -148,12 +151,20 @@ func newMetrics(reg prometheus.Registerer, upstreams []string, inFlight, hedgeDe
 		Name: "netguard_dnsproxy_servfail_total",
 		Help: "SERVFAIL responses sent to clients, by cause (deadline, attempt_limit, in_flight_limit, upstream).",
 	}, []string{"cause"})
+	tcpRefused := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "netguard_dnsproxy_tcp_connections_refused_total",
+		Help: "Client TCP connections closed at once because the most the forwarder keeps open were open.",
+	})
+	tcpRetriesShed := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "netguard_dnsproxy_tcp_retries_shed_total",
+		Help: "Truncated UDP answers relayed as they came, without asking over TCP, because the most TCP retries were running; the client asks over TCP itself.",
+	})
 	hedgeDelayGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "netguard_dnsproxy_hedge_delay_seconds",
 		Help: "How long a query now waits for an answer before sending another attempt.",
 	}, hedgeDelay)
 	for _, c := range []prometheus.Collector{queries, responses, upstreamErrors, dropped, cacheLookups, duration, inFlightGauge,
-		attempts, hedged, held, answeredLate, replaced, servfails, hedgeDelayGauge} {
+		attempts, hedged, held, answeredLate, replaced, servfails, tcpRefused, tcpRetriesShed, hedgeDelayGauge} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -168,6 +179,9 @@ func newMetrics(reg prometheus.Registerer, upstreams []string, inFlight, hedgeDe
 		hedged:       hedged,
 		answeredLate: answeredLate,
 		replaced:     replaced,
+		tcpRefused:   tcpRefused,
+
+		tcpRetriesShed: tcpRetriesShed,
 	}
 	for i, name := range heldNames {
 		m.held[i] = held.WithLabelValues(name)

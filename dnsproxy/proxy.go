@@ -35,6 +35,20 @@ const (
 	tcpIdleTimeout = 10 * time.Second
 	// tcpWriteTimeout bounds writing one reply to a TCP client.
 	tcpWriteTimeout = 5 * time.Second
+	// maxTCPClients bounds the client TCP connections open at once (and
+	// MaxInFlight, if lower); a connection over it is closed at once. A
+	// pod's resolvers use TCP only to ask again after a truncated answer,
+	// one short connection per lookup; each open connection costs a
+	// goroutine and kernel socket memory, both counted against the
+	// sidecar's memory limit.
+	maxTCPClients = 256
+	// maxTCPRetries bounds the truncated UDP answers being asked again over
+	// TCP at once. Each holds an answer of up to 64 KiB and, to cut it to
+	// the client's size, its unpacked records (about 100 bytes each): a
+	// burst of them must not take the sidecar past its memory limit. Over
+	// the bound the client gets the truncated answer and asks over TCP
+	// itself.
+	maxTCPRetries = 16
 	// shutdownSlack is added to Deadline when waiting for in-flight
 	// queries at shutdown.
 	shutdownSlack = time.Second
@@ -62,8 +76,10 @@ type Proxy struct {
 	addr        netip.AddrPort
 	metricsAddr string
 
-	tcpMu    sync.Mutex
-	tcpConns map[net.Conn]struct{}
+	tcpMu sync.Mutex
+	// tcpRetries holds a token per TCP retry of a truncated answer.
+	tcpRetries chan struct{}
+	tcpConns   map[net.Conn]struct{}
 
 	// portableUDP serves UDP with a goroutine per query on net.UDPConn
 	// instead of the Linux epoll loops; tests run both.
@@ -86,6 +102,8 @@ func New(cfg Config, log logr.Logger, reg prometheus.Registerer) (*Proxy, error)
 		log:      log,
 		started:  make(chan struct{}),
 		tcpConns: make(map[net.Conn]struct{}),
+
+		tcpRetries: make(chan struct{}, maxTCPRetries),
 	}
 	if cfg.MetricsAddr != "" {
 		g, ok := reg.(prometheus.Gatherer)
@@ -259,7 +277,8 @@ func (p *Proxy) acquire() bool {
 
 func (p *Proxy) release() { p.inFlight.Add(-1) }
 
-// serveTCP accepts client connections, at most MaxInFlight at once.
+// serveTCP accepts client connections, at most maxTCPClients (or
+// MaxInFlight) at once; one over the bound is closed at once and counted.
 func (p *Proxy) serveTCP(ln net.Listener, conns *sync.WaitGroup) error {
 	for {
 		c, err := ln.Accept()
@@ -278,12 +297,13 @@ func (p *Proxy) serveTCP(ln net.Listener, conns *sync.WaitGroup) error {
 			continue
 		}
 		p.tcpMu.Lock()
-		full := len(p.tcpConns) >= p.cfg.MaxInFlight
+		full := len(p.tcpConns) >= min(maxTCPClients, p.cfg.MaxInFlight)
 		if !full {
 			p.tcpConns[c] = struct{}{}
 		}
 		p.tcpMu.Unlock()
 		if full {
+			p.m.tcpRefused.Inc()
 			_ = c.Close()
 			continue
 		}
@@ -291,7 +311,9 @@ func (p *Proxy) serveTCP(ln net.Listener, conns *sync.WaitGroup) error {
 	}
 }
 
-// serveTCPConn answers the queries of one client connection in order.
+// serveTCPConn answers the queries of one client connection in order. A
+// connection holds a buffer only while it has a query: an idle one costs
+// its goroutine and socket.
 func (p *Proxy) serveTCPConn(c net.Conn) {
 	defer func() {
 		p.tcpMu.Lock()
@@ -299,42 +321,47 @@ func (p *Proxy) serveTCPConn(c net.Conn) {
 		p.tcpMu.Unlock()
 		_ = c.Close()
 	}()
-	b := getBuf(largeBuf)
-	defer putBuf(b)
 	for !p.stopping.Load() {
 		_ = c.SetReadDeadline(time.Now().Add(tcpIdleTimeout))
-		n, err := readTCPMessage(c, *b)
+		b, n, err := readTCPMessage(c)
 		if err != nil {
 			return
 		}
-		p.m.queries[protoTCP].Inc()
-		start := time.Now()
-		var reply []byte
-		var rb *[]byte
-		if p.acquire() {
-			reply, rb = p.handle((*b)[:n], protoTCP)
-			p.release()
-		} else {
-			rb = getBuf(smallBuf)
-			reply = p.overloadReply((*b)[:n], *rb)
-		}
-		if reply == nil {
-			if rb != nil {
-				putBuf(rb)
-			}
-			return // not a query: close, as there is nothing to answer
-		}
-		_ = c.SetWriteDeadline(time.Now().Add(tcpWriteTimeout))
-		var l [2]byte
-		l[0], l[1] = byte(len(reply)>>8), byte(len(reply))
-		bufs := net.Buffers{l[:], reply}
-		_, err = bufs.WriteTo(c)
-		p.observe(reply, start)
-		putBuf(rb)
-		if err != nil {
+		if !p.answerTCP(c, b, n) {
 			return
 		}
 	}
+}
+
+// answerTCP answers the query in (*b)[:n] on c and gives b back; false
+// when the connection is to be closed.
+func (p *Proxy) answerTCP(c net.Conn, b *[]byte, n int) bool {
+	defer putBuf(b)
+	p.m.queries[protoTCP].Inc()
+	start := time.Now()
+	var reply []byte
+	var rb *[]byte
+	if p.acquire() {
+		reply, rb = p.handle((*b)[:n], protoTCP)
+		p.release()
+	} else {
+		rb = getBuf(smallBuf)
+		reply = p.overloadReply((*b)[:n], *rb)
+	}
+	if reply == nil {
+		if rb != nil {
+			putBuf(rb)
+		}
+		return false // not a query: close, as there is nothing to answer
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(tcpWriteTimeout))
+	var l [2]byte
+	l[0], l[1] = byte(len(reply)>>8), byte(len(reply))
+	bufs := net.Buffers{l[:], reply}
+	_, err := bufs.WriteTo(c)
+	p.observe(reply, start)
+	putBuf(rb)
+	return err == nil
 }
 
 // observe records a reply sent to a client.

@@ -74,47 +74,52 @@ func frameTCP(msg []byte, id uint16, buf []byte) []byte {
 }
 
 // exchangeTCP sends framed (from frameTCP) to up over a new TCP connection
-// and returns the reply to msg, read into buf (which must hold 65535
-// bytes; it may be framed's buffer). Cancelling ctx ends it at once.
-func exchangeTCP(ctx context.Context, up netip.AddrPort, framed, msg []byte, q *query, id uint16, buf []byte, deadline time.Time) (int, error) {
+// and returns the reply to msg, (*b)[:n], in a pooled buffer of its size
+// (nil on error). Cancelling ctx ends it at once.
+func exchangeTCP(ctx context.Context, up netip.AddrPort, framed, msg []byte, q *query, id uint16, deadline time.Time) (*[]byte, int, error) {
 	d := net.Dialer{Deadline: deadline}
 	conn, err := d.DialContext(ctx, "tcp", up.String())
 	if err != nil {
-		return 0, classify(err)
+		return nil, 0, classify(err)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
 	defer conn.Close()
 	if err := conn.SetDeadline(deadline); err != nil {
-		return 0, classify(err)
+		return nil, 0, classify(err)
 	}
 	if _, err := conn.Write(framed); err != nil {
-		return 0, classify(err)
+		return nil, 0, classify(err)
 	}
-	n, err := readTCPMessage(conn, buf)
+	b, n, err := readTCPMessage(conn)
 	if err != nil {
-		return 0, classify(err)
+		return nil, 0, classify(err)
 	}
-	if !checkReply(msg, q, id, buf[:n]) {
-		return 0, errBadReply
+	if !checkReply(msg, q, id, (*b)[:n]) {
+		putBuf(b)
+		return nil, 0, errBadReply
 	}
-	return n, nil
+	return b, n, nil
 }
 
-// readTCPMessage reads one length-prefixed message into buf.
-func readTCPMessage(r io.Reader, buf []byte) (int, error) {
+// readTCPMessage reads one length-prefixed message into a pooled buffer of
+// its size, (*b)[:n], so that a connection waiting for a message holds
+// none.
+func readTCPMessage(r io.Reader) (b *[]byte, n int, err error) {
 	var l [2]byte
 	if _, err := io.ReadFull(r, l[:]); err != nil {
-		return 0, err
+		return nil, 0, err
 	}
-	n := int(binary.BigEndian.Uint16(l[:]))
-	if n < headerLen || n > len(buf) {
-		return 0, errBadReply
+	n = int(binary.BigEndian.Uint16(l[:]))
+	if n < headerLen {
+		return nil, 0, errBadReply
 	}
-	if _, err := io.ReadFull(r, buf[:n]); err != nil {
-		return 0, err
+	b = getBuf(n)
+	if _, err := io.ReadFull(r, (*b)[:n]); err != nil {
+		putBuf(b)
+		return nil, 0, err
 	}
-	return n, nil
+	return b, n, nil
 }
 
 // classify maps a socket error to the package's upstream errors.

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/internal/memlimit"
 )
 
 // sysctlUnprivilegedPortStart lets the non-root sidecar bind 127.0.0.1:53 in
@@ -333,6 +334,7 @@ func (m *mutator) dnsProxyContainer(mode config.DNSProxyMode) corev1.Container {
 			PeriodSeconds: period, FailureThreshold: failures, TimeoutSeconds: 1, SuccessThreshold: 1,
 		}
 	}
+	resources := dnsProxyResources(dp.Resources)
 	c := corev1.Container{
 		Name:            DNSProxyContainerName,
 		Image:           dp.Image,
@@ -341,7 +343,7 @@ func (m *mutator) dnsProxyContainer(mode config.DNSProxyMode) corev1.Container {
 		Ports: []corev1.ContainerPort{{
 			Name: metricsPortName, ContainerPort: dp.MetricsPort, Protocol: corev1.ProtocolTCP,
 		}},
-		Resources: dnsProxyResources(dp.Resources),
+		Resources: resources,
 		// A native sidecar with a startup probe is ready before the
 		// containers after it start.
 		StartupProbe:             probe("/readyz", 1, 30),
@@ -356,6 +358,15 @@ func (m *mutator) dnsProxyContainer(mode config.DNSProxyMode) corev1.Container {
 			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
+	}
+	if _, ok := resources.Limits[corev1.ResourceMemory]; ok {
+		// The forwarder sets Go's soft memory limit from its container's
+		// limit, as netguard's own pods do (internal/memlimit).
+		c.Env = []corev1.EnvVar{{Name: memlimit.EnvVar, ValueFrom: &corev1.EnvVarSource{
+			ResourceFieldRef: &corev1.ResourceFieldSelector{
+				ContainerName: DNSProxyContainerName, Resource: "limits.memory", Divisor: resource.MustParse("1"),
+			},
+		}}}
 	}
 	if dp.NativeSidecar {
 		c.RestartPolicy = ptr(corev1.ContainerRestartPolicyAlways)

@@ -255,8 +255,8 @@ func (c *Cluster) Helm(ctx context.Context, verb string, extra ...string) error 
 		"--kubeconfig", c.Kubeconfig, "--namespace", NetguardNamespace,
 		"--set", "replicaCount=2",
 		"--set", "certManager.enabled=false",
-		"--set", "image.repository=" + strings.TrimSuffix(c.NetguardImage, ":"+tag),
-		"--set", "image.tag=" + tag,
+		"--set-string", "image.repository=" + strings.TrimSuffix(c.NetguardImage, ":"+tag),
+		"--set-string", "image.tag=" + tag, // a commit may be all digits
 		"--set", "image.pullPolicy=Never",
 	}
 	if verb == "install" {
