@@ -1,6 +1,7 @@
 package dnsproxy
 
 import (
+	"fmt"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -86,7 +87,7 @@ func TestEveryUpstreamErringGetsTheErrorPromptly(t *testing.T) {
 			var wg sync.WaitGroup
 			for i := range queries {
 				wg.Go(func() {
-					q := question("refused.upstream.test", dns.TypeA)
+					q := question(fmt.Sprintf("refused%d.upstream.test", i), dns.TypeA) // distinct: identical queries in flight share attempts
 					r, err := tryExchange("udp", p.addr, q)
 					if err != nil || r.Rcode != dns.RcodeRefused || r.Id != q.Id {
 						t.Errorf("query %d: %v, %v; want REFUSED with id %d", i, r, err, q.Id)

@@ -92,6 +92,7 @@ type metrics struct {
 	replaced     prometheus.Counter
 	servfails    [numCauses]prometheus.Counter
 	tcpRefused   prometheus.Counter
+	coalesced    prometheus.Counter
 	// tcpRetriesShed: truncated answers relayed without a TCP retry.
 	tcpRetriesShed prometheus.Counter
 }
@@ -155,6 +156,10 @@ func newMetrics(reg prometheus.Registerer, upstreams []string, inFlight, hedgeDe
 		Name: "netguard_dnsproxy_tcp_connections_refused_total",
 		Help: "Client TCP connections closed at once because the most the forwarder keeps open were open.",
 	})
+	coalesced := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "netguard_dnsproxy_coalesced_queries_total",
+		Help: "Queries answered by the upstream attempts of an identical query already in flight, instead of asking again.",
+	})
 	tcpRetriesShed := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "netguard_dnsproxy_tcp_retries_shed_total",
 		Help: "Truncated UDP answers relayed as they came, without asking over TCP, because the most TCP retries were running; the client asks over TCP itself.",
@@ -164,7 +169,7 @@ func newMetrics(reg prometheus.Registerer, upstreams []string, inFlight, hedgeDe
 		Help: "How long a query now waits for an answer before sending another attempt.",
 	}, hedgeDelay)
 	for _, c := range []prometheus.Collector{queries, responses, upstreamErrors, dropped, cacheLookups, duration, inFlightGauge,
-		attempts, hedged, held, answeredLate, replaced, servfails, tcpRefused, tcpRetriesShed, hedgeDelayGauge} {
+		attempts, hedged, held, answeredLate, replaced, servfails, tcpRefused, coalesced, tcpRetriesShed, hedgeDelayGauge} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -180,6 +185,7 @@ func newMetrics(reg prometheus.Registerer, upstreams []string, inFlight, hedgeDe
 		answeredLate: answeredLate,
 		replaced:     replaced,
 		tcpRefused:   tcpRefused,
+		coalesced:    coalesced,
 
 		tcpRetriesShed: tcpRetriesShed,
 	}

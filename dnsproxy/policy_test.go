@@ -1,6 +1,7 @@
 package dnsproxy
 
 import (
+	"fmt"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -277,9 +278,10 @@ func TestBudgetBoundsAttemptsToASilentUpstream(t *testing.T) {
 			}, portable)
 			start := time.Now()
 			var wg sync.WaitGroup
-			for range queries {
+			for i := range queries {
 				wg.Go(func() {
-					r, err := tryExchange("udp", p.addr, question("budget.upstream.test", dns.TypeA))
+					// Distinct names: identical queries in flight share attempts.
+					r, err := tryExchange("udp", p.addr, question(fmt.Sprintf("budget%d.upstream.test", i), dns.TypeA))
 					if err != nil || r.Rcode != dns.RcodeServerFailure {
 						t.Errorf("got %v, %v; want SERVFAIL", r, err)
 					}

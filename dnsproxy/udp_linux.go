@@ -297,6 +297,11 @@ type pending struct {
 	// attempt was held back once since.
 	fallback         *[]byte
 	heldWithFallback bool
+	// flight is the query's key in udpLoop.flights while it is asked
+	// upstream; followers are identical queries that arrived meanwhile and
+	// get its reply.
+	flight    string
+	followers []*pending
 }
 
 func (pd *pending) msg() []byte { return (*pd.qb)[:pd.qlen] }
@@ -315,10 +320,14 @@ type udpLoop struct {
 	ups    []rawUpstream
 
 	timers []*pending // queries being forwarded; min-heap on wake
-	free   []*pending
-	outbox []*pending // replies to send at the end of the iteration
-	rbuf   []byte
-	now    time.Time // when the last poll returned
+	// flights are the queries being asked upstream by their bytes but the
+	// message ID (flightKey): an identical query joins one as a follower
+	// instead of asking again.
+	flights map[string]*pending
+	free    []*pending
+	outbox  []*pending // replies to send at the end of the iteration
+	rbuf    []byte
+	now     time.Time // when the last poll returned
 	// pacing is at least the hedge delay the queries in the heap were
 	// paced with; when the delay falls well below it, they are re-paced.
 	pacing time.Duration
@@ -359,6 +368,7 @@ func newUDPLoop(p *Proxy, lfd int, reuse [2]bool) (*udpLoop, error) {
 		l.ups = append(l.ups, newRawUpstream(up))
 	}
 	l.warm.byUp = make([][]warmSocket, len(l.ups))
+	l.flights = make(map[string]*pending)
 	l.warm.maxAge = p.cfg.WarmPortAge
 	return l, nil
 }
@@ -509,6 +519,9 @@ func (l *udpLoop) abandon() {
 	for len(l.timers) > 0 {
 		pd := l.timers[0]
 		l.closeAll(pd)
+		for _, f := range pd.followers {
+			l.complete(f)
+		}
 		l.complete(pd)
 	}
 }
@@ -589,6 +602,15 @@ func (l *udpLoop) startQuery(pd *pending) {
 	}
 	pd.inFlight = true
 	l.active++
+	if leader := l.flights[string(flightKey(msg))]; leader != nil {
+		// nginx workers and a pod's processes often ask the same name at
+		// once: one set of attempts answers them all.
+		leader.followers = append(leader.followers, pd)
+		p.m.coalesced.Inc()
+		return
+	}
+	pd.flight = string(flightKey(msg))
+	l.flights[pd.flight] = pd
 	pd.first = int(p.preferred.Load())
 	pd.overall = pd.start.Add(p.cfg.Deadline)
 	l.send(pd, pd.start)
@@ -915,6 +937,12 @@ func disconnect(fd int) syscall.Errno {
 	return e
 }
 
+// flightKey is what makes two queries identical for a flight: every byte
+// but the message ID, so the question exactly (case too: a client that
+// randomises it checks the echo), the flags, and the EDNS0 record with its
+// options (a client cookie keeps a query to itself).
+func flightKey(msg []byte) []byte { return msg[2:] }
+
 // upstreamReadable reads the replies queued on one attempt's socket. The
 // first valid one answers the query and ends its other attempts.
 func (l *udpLoop) upstreamReadable(pd *pending, slot int) {
@@ -990,7 +1018,16 @@ func (l *udpLoop) retryOverTCP(pd *pending, reply []byte, up int) {
 	rb := getBuf(pd.q.udpSize + 1)
 	n := copy(*rb, reply)
 	qb, qlen, q, overall, sent := pd.qb, pd.qlen, pd.q, pd.overall, pd.sent
-	client, clen, start := pd.client, pd.clen, pd.start
+	// The query and its followers are answered from the goroutine; each
+	// keeps its in-flight slot until then.
+	clients := []tcpWaiter{{client: pd.client, clen: pd.clen, id: pd.q.id, start: pd.start}}
+	for _, f := range pd.followers {
+		clients = append(clients, tcpWaiter{client: f.client, clen: f.clen, id: f.q.id, start: f.start})
+		f.inFlight = false
+		l.active--
+		l.complete(f)
+	}
+	pd.followers = nil
 	pd.qb, pd.inFlight = nil, false
 	l.active--
 	p.policy.finished(sent)
@@ -1000,16 +1037,26 @@ func (l *udpLoop) retryOverTCP(pd *pending, reply []byte, up int) {
 		defer p.queries.Done()
 		reply, rb, more := p.retryOverTCP(up, (*qb)[:qlen], &q, rb, n, overall)
 		p.m.attempts.Observe(float64(sent + more))
-		if reply[3]&rcodeMask == rcodeServFail {
-			p.m.servfails[causeUpstream].Inc()
+		for _, c := range clients {
+			if reply[3]&rcodeMask == rcodeServFail {
+				p.m.servfails[causeUpstream].Inc()
+			}
+			binary.BigEndian.PutUint16(reply, c.id)
+			l.sendTo(reply, &c.client, c.clen)
+			p.release()
+			p.observe(reply, c.start)
 		}
-		binary.BigEndian.PutUint16(reply, q.id)
-		l.sendTo(reply, &client, clen)
-		p.release()
-		p.observe(reply, start)
 		putBuf(rb)
 		putBuf(qb)
 	}()
+}
+
+// tcpWaiter is a client whose query's answer is being asked over TCP.
+type tcpWaiter struct {
+	client sockaddrBuf
+	clen   uint32
+	id     uint16
+	start  time.Time
 }
 
 // attemptFailed counts a failed attempt.
@@ -1077,12 +1124,17 @@ func (l *udpLoop) detach(pd *pending, slot int) int {
 	return fd
 }
 
-// closeAll closes the query's attempts and stops its timers.
+// closeAll closes the query's attempts, stops its timers and ends its
+// flight: a query that arrives now asks upstream itself.
 func (l *udpLoop) closeAll(pd *pending) {
 	for pd.open > 0 {
 		l.closeAttempt(pd, pd.open-1)
 	}
 	l.remove(pd)
+	if pd.flight != "" {
+		delete(l.flights, pd.flight)
+		pd.flight = ""
+	}
 }
 
 // pace makes the query's next attempt due a hedge delay after one was sent
@@ -1112,8 +1164,13 @@ func (l *udpLoop) schedule(pd *pending) {
 	l.up(pd.heapIdx)
 }
 
-// errorReply queues an error reply to the query, written over it.
+// errorReply queues an error reply to the query, written over it, and to
+// its followers.
 func (l *udpLoop) errorReply(pd *pending, rcode int) {
+	for _, f := range pd.followers {
+		l.errorReply(f, rcode)
+	}
+	pd.followers = nil
 	reply := l.p.errorReplyFor(pd.msg(), *pd.qb, rcode)
 	if reply == nil {
 		l.complete(pd)
@@ -1123,8 +1180,14 @@ func (l *udpLoop) errorReply(pd *pending, rcode int) {
 	l.outbox = append(l.outbox, pd)
 }
 
-// reply queues reply, copying it into the query's buffer.
+// reply queues reply, copying it into the query's buffer, and to the
+// query's followers, each with its own message ID.
 func (l *udpLoop) reply(pd *pending, reply []byte) {
+	for _, f := range pd.followers {
+		l.reply(f, reply)
+		binary.BigEndian.PutUint16(*f.qb, f.q.id)
+	}
+	pd.followers = nil
 	if len(reply) > len(*pd.qb) {
 		b := getBuf(len(reply))
 		putBuf(pd.qb)
@@ -1177,7 +1240,9 @@ func (l *udpLoop) complete(pd *pending) {
 	if pd.inFlight {
 		l.active--
 		l.p.release()
-		l.p.policy.finished(pd.sent)
+		if pd.sent > 0 { // a follower made no attempt of its own
+			l.p.policy.finished(pd.sent)
+		}
 	}
 	if pd.qb != nil {
 		putBuf(pd.qb)

@@ -196,3 +196,71 @@ func TestWarmPort(t *testing.T) {
 	}
 	p.wantCounter(t, 1, "netguard_dnsproxy_hedged_attempts_total")
 }
+
+// TestIdenticalQueriesShareAttempts: queries identical but for their
+// message ID, in flight at once, share one set of upstream attempts, and
+// each client gets the answer with its own ID. A query that differs in any
+// other byte (the name's case, the DO bit) asks for itself.
+func TestIdenticalQueriesShareAttempts(t *testing.T) {
+	const clients = 20
+	up := startUpstream(t, "127.0.0.2", func(w dns.ResponseWriter, r *dns.Msg) {
+		time.Sleep(200 * time.Millisecond) // long enough for every client to ask
+		answerAddress(w, r)
+	})
+	p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, Listeners: 1,
+		HedgeDelayMin: time.Second, HedgeDelayMax: time.Second}, false)
+	var wg sync.WaitGroup
+	ask := func(m *dns.Msg) {
+		wg.Go(func() {
+			r, err := tryExchange("udp", p.addr, m)
+			if err != nil || r.Id != m.Id || len(r.Answer) != 1 || r.Question[0].Name != m.Question[0].Name {
+				t.Errorf("query %d %s: %v, %v; want its answer with its ID and question", m.Id, m.Question[0].Name, r, err)
+			}
+		})
+	}
+	for range clients {
+		ask(question("shared.upstream.test", dns.TypeA))
+	}
+	ask(question("SHARED.upstream.test", dns.TypeA))
+	withDO := question("shared.upstream.test", dns.TypeA)
+	withDO.SetEdns0(1232, true)
+	ask(withDO)
+	wg.Wait()
+	if got := up.count(); got != 3 {
+		t.Errorf("upstream got %d queries, want 3: one for the %d identical ones, one per different one", got, clients)
+	}
+	p.wantCounter(t, clients-1, "netguard_dnsproxy_coalesced_queries_total")
+	// Once answered, the same question asks again.
+	exchange(t, "udp", p.addr, question("shared.upstream.test", dns.TypeA))
+	if got := up.count(); got != 4 {
+		t.Errorf("upstream got %d queries after the flight landed, want 4", got)
+	}
+}
+
+// TestIdenticalQueriesShareATCPRetry: identical queries whose shared
+// answer is truncated all get the TCP answer, each with its own ID, from
+// one UDP and one TCP upstream query.
+func TestIdenticalQueriesShareATCPRetry(t *testing.T) {
+	const clients = 10
+	slow := truncatingUpstream(3)
+	up := startUpstream(t, "127.0.0.2", func(w dns.ResponseWriter, r *dns.Msg) {
+		time.Sleep(200 * time.Millisecond)
+		slow(w, r)
+	})
+	p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, Listeners: 1,
+		HedgeDelayMin: time.Second, HedgeDelayMax: time.Second}, false)
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			m := question("big.upstream.test", dns.TypeA)
+			r, err := tryExchange("udp", p.addr, m)
+			if err != nil || r.Id != m.Id || len(r.Answer) != 3 {
+				t.Errorf("query %d: %v, %v; want the 3 records of the TCP answer with its ID", m.Id, r, err)
+			}
+		})
+	}
+	wg.Wait()
+	if _, _, _, nets := up.seen(); len(nets) != 2 || nets[0] != "udp" || nets[1] != "tcp" {
+		t.Errorf("upstream saw %v, want one UDP query and one TCP query", nets)
+	}
+}

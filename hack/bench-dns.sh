@@ -18,13 +18,18 @@
 # from dnsperf -v (a line per query, which costs dnsperf CPU the forwarders
 # would otherwise get); LATENCY=0 measures qps without it.
 #
-# Usage: hack/bench-dns.sh            (DURATION=10 CLIENTS=4 ROUNDS=3)
+# NAMES is the number of distinct names asked in turn (100); NAMES=1 asks
+# one name over and over, as nginx workers and a pod's processes often do
+# at once: a forwarder that merges identical queries in flight gains there.
+#
+# Usage: hack/bench-dns.sh            (DURATION=10 CLIENTS=4 ROUNDS=3 NAMES=100)
 # Needs: go, dnsperf, dnsmasq, dig.
 set -euo pipefail
 
 DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-4}
 ROUNDS=${ROUNDS:-3}
+NAMES=${NAMES:-100}
 COREDNS=${COREDNS:-1}
 LATENCY=${LATENCY:-1}
 UPSTREAM_PORT=${UPSTREAM_PORT:-15300}
@@ -54,7 +59,7 @@ trap cleanup EXIT
 echo "building netguard and the upstream..." >&2
 (cd "$root" && go build -o "$work/netguard" ./cmd/netguard && go build -o "$work/dnsupstream" ./test/bench/dnsupstream)
 
-for i in $(seq 1 100); do echo "host$i.upstream.test A"; done >"$work/queries"
+for i in $(seq 1 "$NAMES"); do echo "host$i.upstream.test A"; done >"$work/queries"
 
 declare -A port pid
 "$work/dnsupstream" -listen "127.0.0.1:$UPSTREAM_PORT" &
@@ -181,4 +186,4 @@ for t in $targets; do
 		printf "ratio netguard/%-8s qps %.2f   p50 %.2f   p99 %.2f   cpu/query %.2f\n", t, nq/tq, n50/t50, n99/t99, nc/tc
 	}'
 done
-echo "command: dnsperf -s 127.0.0.1 -p PORT -d QUERIES -c $CLIENTS -l $DURATION$([ "$LATENCY" = 1 ] && echo " -v"); $ROUNDS rounds, cache off on all, upstream test/bench/dnsupstream on 127.0.0.1:$UPSTREAM_PORT"
+echo "command: dnsperf -s 127.0.0.1 -p PORT -d QUERIES -c $CLIENTS -l $DURATION$([ "$LATENCY" = 1 ] && echo " -v"); $NAMES distinct names; $ROUNDS rounds, cache off on all, upstream test/bench/dnsupstream on 127.0.0.1:$UPSTREAM_PORT"
