@@ -356,9 +356,10 @@ func TestInFlightBound(t *testing.T) {
 			p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, MaxInFlight: 2, Timeout: 10 * time.Second, Deadline: 10 * time.Second, MaxParallelAttempts: 1}, portable)
 			var wg sync.WaitGroup
 			results := make(chan *dns.Msg, 2)
-			for range 2 {
+			for i := range 2 {
 				wg.Go(func() {
-					r, err := tryExchange("udp", p.addr, question("slow.upstream.test", dns.TypeA))
+					// Distinct names: identical queries in flight share attempts.
+					r, err := tryExchange("udp", p.addr, question(fmt.Sprintf("slow%d.upstream.test", i), dns.TypeA))
 					if err != nil {
 						t.Errorf("held query: %v", err)
 						return
