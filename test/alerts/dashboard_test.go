@@ -180,6 +180,9 @@ func TestDashboard(t *testing.T) {
 		"netguard_dnsproxy_request_duration_seconds_bucket",
 		"netguard_dnsproxy_responses_total",
 		"netguard_dnsproxy_upstream_errors_total",
+		"netguard_dnsproxy_upstream_attempts_per_query_sum", // attempts per lookup
+		"netguard_dnsproxy_error_replies_replaced_total",
+		"netguard_dnsproxy_attempts_held_total",
 	} {
 		if !queried[m] {
 			t.Errorf("no panel shows %s", m)

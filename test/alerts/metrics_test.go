@@ -42,8 +42,10 @@ var notNetguards = map[string]string{
 }
 
 // targetLabels are the labels Prometheus and prometheus-operator put on
-// every scraped series, besides the metric's own.
-var targetLabels = []string{"job", "instance", "namespace", "pod", "container", "service", "endpoint"}
+// every scraped series, besides the metric's own, and dns_sidecar, the
+// sidecar's mode, which the chart's PodMonitor copies from the pod's
+// netguard.io/dns-sidecar label.
+var targetLabels = []string{"job", "instance", "namespace", "pod", "container", "service", "endpoint", "dns_sidecar"}
 
 // metric is what a registry says about one exported metric.
 type metric struct {
