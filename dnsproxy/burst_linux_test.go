@@ -88,7 +88,7 @@ func TestManyForwardersMeetAFullOutage(t *testing.T) {
 	if perSecond[2] > steadyBound {
 		t.Errorf("%d upstream queries in the third second, want at most %d", perSecond[2], steadyBound)
 	}
-	if perSecond[0] < clientsPerSecond*9/10 {
-		t.Errorf("%d upstream queries in the first second for %d client queries: the counts miss some", perSecond[0], clientsPerSecond)
+	if int64(len(arrivals)) < sent.Load() {
+		t.Errorf("%d upstream queries for the %d client queries of the outage: the counts miss some", len(arrivals), sent.Load())
 	}
 }
