@@ -739,7 +739,7 @@ func (w *warmSockets) take(up int, msg []byte, now time.Time, spares *spareSocke
 			spares.put(family, ws.fd, ws.lastID)
 			continue
 		}
-		if _, _, e := syscall.RawSyscall(unix.SYS_WRITE, uintptr(ws.fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg))); e != 0 {
+		if write(ws.fd, msg) != 0 {
 			_, _, _ = syscall.RawSyscall(unix.SYS_CLOSE, uintptr(ws.fd), 0, 0)
 			continue
 		}
@@ -918,6 +918,11 @@ func connectAndWrite(fd int, up *rawUpstream, msg []byte) syscall.Errno {
 	if e := connect(fd, up); e != 0 {
 		return e
 	}
+	return write(fd, msg)
+}
+
+// write sends msg on the connected socket fd.
+func write(fd int, msg []byte) syscall.Errno {
 	_, _, e := syscall.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg)))
 	return e
 }

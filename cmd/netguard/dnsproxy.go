@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/netguard-io/netguard/dnsproxy"
-	"github.com/netguard-io/netguard/internal/memlimit"
 )
 
 // dnsProxyRunFunc runs the forwarder with a checked configuration. The
@@ -191,12 +190,8 @@ func runDNSProxy(ctx context.Context, cfg dnsproxy.Config, log logr.Logger) erro
 	defer stop()
 	// The sidecar's limit is small (64Mi by default): the collector must
 	// work harder near it rather than let the heap grow past it.
-	limit, source, err := memlimit.Apply()
-	if err != nil {
+	if err := applyMemoryLimit(log); err != nil {
 		return err
-	}
-	if source != memlimit.SourceNone {
-		log.Info("Go soft memory limit set", "bytes", limit, "from", source)
 	}
 	p, err := dnsproxy.New(cfg, log.WithName("dns-proxy"), dnsproxy.NewRegistry())
 	if err != nil {

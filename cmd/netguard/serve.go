@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/netguard-io/netguard/config"
-	"github.com/netguard-io/netguard/internal/memlimit"
 	"github.com/netguard-io/netguard/internal/version"
 	"github.com/netguard-io/netguard/webhook"
 	"github.com/netguard-io/netguard/webhook/certs"
@@ -99,12 +98,8 @@ func runServe(ctx context.Context, opts *serveOptions, cfg *config.Config) error
 	// visible there.
 	klog.SetLogger(logger)
 	log := ctrl.Log.WithName("serve")
-	limit, source, err := memlimit.Apply()
-	if err != nil {
+	if err := applyMemoryLimit(log); err != nil {
 		return err
-	}
-	if source != memlimit.SourceNone {
-		log.Info("Go soft memory limit set", "bytes", limit, "from", source)
 	}
 	restCfg, err := restConfig(opts.kubeconfig)
 	if err != nil {
