@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -212,6 +214,29 @@ func get(url string, timeout time.Duration) (bool, string) {
 	n, _ := resp.Body.Read(buf)
 	body := strings.TrimSpace(string(buf[:n]))
 	return resp.StatusCode == http.StatusOK && body == "backend", fmt.Sprintf("%d %q", resp.StatusCode, body)
+}
+
+// sidecarMetrics returns the forwarder's own series served by the
+// netguard-dns sidecar of the pod at ip (its default metrics port), to
+// show its view when a test fails: hedge delay, attempts, budget holds.
+func sidecarMetrics(ip string) string {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + net.JoinHostPort(ip, "9153") + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err.Error()
+	}
+	var lines []string
+	for line := range strings.SplitSeq(string(body), "\n") {
+		if strings.HasPrefix(line, "netguard_dnsproxy_") && !strings.Contains(line, "_bucket{") {
+			lines = append(lines, line)
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // silenceCoreDNS makes CoreDNS pod name drop UDP/53 inside its network

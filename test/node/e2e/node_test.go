@@ -355,6 +355,7 @@ func testNginxOutage(t *testing.T) {
 	}
 	if results[guardedURL] != n {
 		t.Errorf("nginx with the sidecar answered %d/%d, want all", results[guardedURL], n)
+		t.Logf("the sidecar's metrics:\n%s", sidecarMetrics(guardedPod.Status.PodIP))
 	}
 }
 
