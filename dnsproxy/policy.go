@@ -35,13 +35,16 @@ import (
 //   - Each client query has a share of 1 + extraPerQuery attempts, as
 //     Envoy's retry budget is a share of the requests. What a query leaves
 //     of its share when it ends goes to the query pool (up to querySaved);
-//     an attempt beyond a query's share takes a unit from the pool. So
-//     whatever share of the attempts is lost, a forwarder sends at most
-//     1 + extraPerQuery = 3 upstream attempts per client query over its
-//     life, and a DNS that drops most packets because it is overloaded
-//     gets at most three times its clients' load. A query always has its
-//     own share (it never waits for others to end to make its third
-//     attempt), and an unlucky query can use what lucky ones left.
+//     an attempt beyond a query's share takes a unit from the pool, which
+//     starts with queryPoolStart (as Envoy lets a few retries through
+//     whatever the budget, so that a client with little traffic can still
+//     retry). So whatever share of the attempts is lost, a forwarder sends
+//     at most 1 + extraPerQuery = 3 upstream attempts per client query
+//     over its life, plus queryPoolStart, and a DNS that drops most
+//     packets because it is overloaded gets at most three times its
+//     clients' load. A query always has its own share (it never waits for
+//     others to end to make its third attempt), and an unlucky query can
+//     use what lucky ones left.
 //   - An attempt held back waits for the budgets to refill before it asks
 //     again.
 //   - A SERVFAIL or REFUSED reply ends the attempt, not the query: another
@@ -70,6 +73,14 @@ const (
 	// querySaved caps the query pool: what queries left of their shares,
 	// for queries that need more, up to what the answer budget saves.
 	querySaved = budgetBurst
+	// queryPoolStart is what the query pool starts with. A client that
+	// asks one query at a time (nginx re-resolving its upstream) has no
+	// other query to fill the pool while its own waits: from an empty pool,
+	// a fresh forwarder's query that lost its share would wait for its
+	// deadline, one in eight while one backend in two is silent. Over a
+	// forwarder's life, extra attempts stay within extraPerQuery per client
+	// query plus these.
+	queryPoolStart = budgetMinRate
 	// latencyWindow is the number of samples after which the latency
 	// histogram halves its counts, so the hedge delay follows the upstream.
 	latencyWindow = 1024
@@ -105,9 +116,7 @@ type attemptPolicy struct {
 	fresh    int     // samples since the delay was computed
 	tokens   float64 // the answer budget
 	refilled time.Time
-	// queryTokens is the query pool. It starts empty, so over a
-	// forwarder's life extra attempts never outnumber extraPerQuery per
-	// client query.
+	// queryTokens is the query pool; it starts with queryPoolStart.
 	queryTokens float64
 }
 
@@ -118,6 +127,7 @@ func newAttemptPolicy(cfg Config) *attemptPolicy {
 		maxParallel: cfg.MaxParallelAttempts,
 		earn:        cfg.HedgeBudget,
 		tokens:      budgetBurst,
+		queryTokens: queryPoolStart,
 		refilled:    time.Now(),
 	}
 	// Each parallel slot may be used once per timeout, so a port that

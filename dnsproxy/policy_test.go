@@ -3,6 +3,8 @@ package dnsproxy
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -126,7 +128,10 @@ func TestAdmit(t *testing.T) {
 			t.Fatalf("attempt %d, within the query's share, held back", sent+1)
 		}
 	}
-	// Beyond it, the pool, which starts empty ...
+	// Beyond it, the pool, which starts with queryPoolStart ...
+	if got := extras(1+extraPerQuery, now); got != queryPoolStart {
+		t.Fatalf("%d attempts beyond a query's share from a fresh pool, want the %d it starts with", got, queryPoolStart)
+	}
 	if got := extras(1+extraPerQuery, now); got != 0 {
 		t.Fatalf("%d attempts beyond a query's share with the pool empty, want 0", got)
 	}
@@ -149,7 +154,7 @@ func TestAdmit(t *testing.T) {
 	}
 	// The answer budget starts full (budgetBurst); spent, it holds every
 	// extra attempt back, within a query's share too ...
-	spent := extraPerQuery + extraPerQuery
+	spent := extraPerQuery + queryPoolStart + extraPerQuery
 	if got := extras(1, now); got != budgetBurst-spent {
 		t.Fatalf("%d extra attempts, want the %d left of the answer budget", got, budgetBurst-spent)
 	}
@@ -161,6 +166,11 @@ func TestAdmit(t *testing.T) {
 	// ... or time refills budgetMinRate per second.
 	if got := extras(1, now.Add(time.Second)); got != budgetMinRate {
 		t.Fatalf("%d extra attempts a second later, want %d", got, budgetMinRate)
+	}
+	// Time refills the answer budget, never the query pool.
+	ap.queryTokens = 0
+	if got := extras(1+extraPerQuery, now.Add(time.Hour)); got != 0 {
+		t.Fatalf("%d attempts beyond a query's share an hour after the pool was spent, want 0", got)
 	}
 }
 
@@ -339,4 +349,55 @@ func TestQueriesInFlightFollowAShorterHedgeDelay(t *testing.T) {
 		t.Fatalf("the query whose first attempt was lost got %v, want an answer long before a minute", r)
 	}
 	p.wantCounter(t, 1, "netguard_dnsproxy_answered_after_first_attempt_total")
+}
+
+// TestLoneQueryBeyondItsShare: a client that asks one query at a time (nginx
+// re-resolving its upstream) leaves no other query to fill the pool while
+// its query waits. When the first attempts of most queries are lost, as
+// from new ports while one backend of two is silent, a fresh forwarder
+// still answers each query within its deadline: from what it starts with,
+// then from what the queries answered at once leave.
+func TestLoneQueryBeyondItsShare(t *testing.T) {
+	for path, portable := range udpPaths {
+		t.Run(path, func(t *testing.T) {
+			// Two queries of three lose their whole share and need one
+			// attempt more; the third is answered at once and leaves two.
+			const n, share = 3 * queryPoolStart, 1 + extraPerQuery
+			lost := func(name string) int {
+				if i, _ := strconv.Atoi(strings.TrimPrefix(strings.SplitN(name, ".", 2)[0], "lone")); i%3 == 2 {
+					return 0
+				}
+				return share
+			}
+			var mu sync.Mutex
+			seen := map[string]int{}
+			up := startUpstream(t, "127.0.0.2", func(w dns.ResponseWriter, r *dns.Msg) {
+				name := r.Question[0].Name
+				mu.Lock()
+				seen[name]++
+				attempt := seen[name]
+				mu.Unlock()
+				if attempt > lost(name) {
+					answerAddress(w, r)
+				}
+			})
+			p := startProxy(t, Config{
+				Upstreams: []netip.AddrPort{up.addr}, Timeout: 3 * time.Second, Deadline: 3 * time.Second,
+				HedgeDelayMin: 10 * time.Millisecond, HedgeDelayMax: 10 * time.Millisecond,
+			}, portable)
+			want := 0
+			for i := range n {
+				name := fmt.Sprintf("lone%d.upstream.test.", i)
+				want += lost(name) + 1
+				r := exchange(t, "udp", p.addr, question(name, dns.TypeA))
+				if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+					t.Fatalf("query %d of %d, alone in flight, its first %d attempts lost: rcode %s, want the answer to attempt %d",
+						i+1, n, lost(name), dns.RcodeToString[r.Rcode], lost(name)+1)
+				}
+			}
+			if got := up.count(); got != want {
+				t.Errorf("the upstream saw %d queries, want %d: each query's lost attempts and one answered", got, want)
+			}
+		})
+	}
 }
