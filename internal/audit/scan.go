@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -48,8 +49,10 @@ type Options struct {
 	// ProgressInterval defaults to 5 seconds.
 	ProgressInterval time.Duration
 	// Live, inside a running netguard serve, are the Service guard's stores:
-	// workloads, Services and lean pods are read from them instead of
-	// listed, and only namespaces and pods (to judge them) are listed.
+	// namespaces, workloads, Services and lean pods are read from them
+	// instead of listed. Only the pods the pod policies judge are listed,
+	// namespace by namespace, in the namespaces they act on that hold
+	// pods, from the API server's watch cache (see readLivePods).
 	Live *serviceguard.Stores
 	// Passes adds a pass result for each judged Service without findings.
 	Passes bool
@@ -238,8 +241,12 @@ func (s *scanner) nothingSelected() string {
 
 // list lists a resource page by page; each gets every page.
 func list[L runtime.Object](ctx context.Context, s *scanner, resource string, fetch func(context.Context, metav1.ListOptions) (L, error), each func(L) error) error {
+	return listFrom(ctx, s, resource, metav1.ListOptions{Limit: PageSize}, fetch, each)
+}
+
+// listFrom lists a resource with opts, following continue tokens.
+func listFrom[L runtime.Object](ctx context.Context, s *scanner, resource string, opts metav1.ListOptions, fetch func(context.Context, metav1.ListOptions) (L, error), each func(L) error) error {
 	s.progress.start(resource)
-	opts := metav1.ListOptions{Limit: PageSize}
 	for {
 		page, err := fetch(ctx, opts)
 		if err != nil {
@@ -267,6 +274,14 @@ func (s *scanner) readNamespaces(ctx context.Context) error {
 		s.namespaces[ns.Name] = podpolicy.NamespaceInfo{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}
 		s.report.Scanned.Namespaces++
 		s.progress.add(ns.Name)
+	}
+	if s.opts.Live != nil && s.opts.Namespace == "" {
+		for _, obj := range s.opts.Live.Namespaces.List() {
+			if ns, ok := obj.(*corev1.Namespace); ok {
+				add(ns)
+			}
+		}
+		return nil
 	}
 	if name := s.opts.Namespace; name != "" {
 		ns, err := s.cs.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
@@ -418,23 +433,67 @@ func (s *scanner) keepAll(store toolscache.Indexer, transform toolscache.Transfo
 // readPods lists the pods page by page: each pod goes, lean, into the view
 // where Services are judged, and is judged where the pod policies act.
 func (s *scanner) readPods(ctx context.Context) error {
-	return list(ctx, s, "pods", s.cs.CoreV1().Pods(s.opts.Namespace).List, func(l *corev1.PodList) error {
-		for i := range l.Items {
-			pod := &l.Items[i]
-			s.report.Scanned.Pods++
-			s.progress.add(pod.Namespace)
-			if s.opts.Live == nil {
-				if err := s.keep(s.stores.Pods, serviceguard.TransformPod, pod); err != nil {
-					return err
-				}
-			}
-			if s.pods != nil && s.podsSelected(pod.Namespace) && live(pod) {
-				s.report.Scanned.PodsJudged++
-				s.pods.judge(pod, s.namespace(pod.Namespace))
+	if s.opts.Live != nil && s.opts.Namespace == "" {
+		return s.readLivePods(ctx)
+	}
+	return list(ctx, s, "pods", s.cs.CoreV1().Pods(s.opts.Namespace).List, s.podPage)
+}
+
+// cachedListMax is the most pods a live scan asks for in one request from
+// the API server's watch cache. Before Kubernetes 1.33 the cache ignores
+// the page size, so a bigger namespace is listed page by page instead.
+const cachedListMax = 5 * PageSize
+
+// readLivePods lists, for the live scan, only what the view lacks: the
+// full pods of the namespaces the pod policies act on, one namespace at a
+// time, and none in a namespace the view holds no pod of. The lists read
+// the API server's watch cache (resourceVersion 0), not etcd: the live view
+// is itself a moment behind, and the Reports it feeds are rewritten every
+// interval.
+func (s *scanner) readLivePods(ctx context.Context) error {
+	var names []string
+	for ns := range s.namespaces {
+		if s.podsSelected(ns) {
+			names = append(names, ns)
+		}
+	}
+	slices.Sort(names)
+	for _, ns := range names {
+		held, err := s.opts.Live.Pods.ByIndex(toolscache.NamespaceIndex, ns)
+		if err != nil {
+			return fmt.Errorf("reading the pods of namespace %s from the view: %w", ns, err)
+		}
+		if len(held) == 0 {
+			continue
+		}
+		opts := metav1.ListOptions{Limit: PageSize}
+		if len(held) <= cachedListMax {
+			opts = metav1.ListOptions{ResourceVersion: "0", ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan}
+		}
+		if err := listFrom(ctx, s, "pods", opts, s.cs.CoreV1().Pods(ns).List, s.podPage); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// podPage takes one page of pods.
+func (s *scanner) podPage(l *corev1.PodList) error {
+	for i := range l.Items {
+		pod := &l.Items[i]
+		s.report.Scanned.Pods++
+		s.progress.add(pod.Namespace)
+		if s.opts.Live == nil {
+			if err := s.keep(s.stores.Pods, serviceguard.TransformPod, pod); err != nil {
+				return err
 			}
 		}
-		return nil
-	})
+		if s.pods != nil && s.podsSelected(pod.Namespace) && live(pod) {
+			s.report.Scanned.PodsJudged++
+			s.pods.judge(pod, s.namespace(pod.Namespace))
+		}
+	}
+	return nil
 }
 
 // live reports whether a pod runs or will run: finished and terminating

@@ -2,23 +2,32 @@ package integration
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	orv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/internal/audit"
 	"github.com/netguard-io/netguard/webhook/reports"
+	"github.com/netguard-io/netguard/webhook/serviceguard"
 )
 
 // installOpenReports installs the OpenReports CRDs from the module netguard
@@ -183,4 +192,128 @@ func refusingReports(t *testing.T, rc client.Client) string {
 		return apierrors.IsForbidden(err)
 	})
 	return ns
+}
+
+// requestLog records the requests a client makes.
+type requestLog struct {
+	mu   sync.Mutex
+	seen []string // "GET /api/v1/...?query"
+	next http.RoundTripper
+}
+
+func (l *requestLog) RoundTrip(r *http.Request) (*http.Response, error) {
+	l.mu.Lock()
+	l.seen = append(l.seen, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery)
+	l.mu.Unlock()
+	return l.next.RoundTrip(r)
+}
+
+// liveStores fills a lean view as netguard serve's informers hold it.
+func liveStores(t *testing.T) serviceguard.Stores {
+	t.Helper()
+	ctx := context.Background()
+	stores := serviceguard.NewStores(false)
+	fill := func(list client.ObjectList, store toolscache.Indexer, transform toolscache.TransformFunc) {
+		if err := k8s.List(ctx, list); err != nil {
+			t.Fatal(err)
+		}
+		items, err := meta.ExtractList(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, obj := range items {
+			lean, err := transform(obj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := store.Add(lean); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fill(&corev1.NamespaceList{}, stores.Namespaces, serviceguard.TransformNamespace)
+	fill(&corev1.PodList{}, stores.Pods, serviceguard.TransformPod)
+	fill(&corev1.ServiceList{}, stores.Services, serviceguard.TransformService)
+	fill(&appsv1.ReplicaSetList{}, stores.ReplicaSets, serviceguard.TransformReplicaSet)
+	fill(&appsv1.DeploymentList{}, stores.Deployments, serviceguard.TransformDeployment)
+	fill(&appsv1.StatefulSetList{}, stores.StatefulSets, serviceguard.TransformStatefulSet)
+	fill(&appsv1.DaemonSetList{}, stores.DaemonSets, serviceguard.TransformDaemonSet)
+	return stores
+}
+
+// TestReportsReadOnlyWhatTheViewLacks: the scan behind the Reports (the
+// audit over netguard serve's live view) lists no namespace and no pod of a
+// namespace netguard does not act on: only the full pods of each opted-in
+// namespace that holds pods, one request each, from the API server's watch
+// cache. It finds what a full audit of the namespace finds.
+func TestReportsReadOnlyWhatTheViewLacks(t *testing.T) {
+	ctx := context.Background()
+	ns := legacyNamespace(t)
+	// A namespace netguard does not act on, with more pods than a page.
+	other := newNamespace(t, "reports-untouched", nil)
+	for i := range audit.PageSize + 1 {
+		createPod(t, plainPod(other, fmt.Sprintf("p%d", i), "registry.example/app:1"))
+	}
+	stores := liveStores(t)
+	log := &requestLog{}
+	restCfg := rest.CopyConfig(cp.Config)
+	restCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { log.next = rt; return log })
+	rep, err := audit.Run(ctx, restCfg, config.Default(), audit.Options{Live: &stores, Passes: true, Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var selected []string // opted-in namespaces the view holds pods of
+	for _, obj := range stores.Namespaces.List() {
+		n := obj.(*corev1.Namespace)
+		if pods, _ := stores.Pods.ByIndex(toolscache.NamespaceIndex, n.Name); len(pods) > 0 && n.Labels["netguard.io/inject"] == "enabled" {
+			selected = append(selected, n.Name)
+		}
+	}
+	// Besides the lists: discovery and the cluster DNS Service, as the
+	// pod webhook reads it.
+	var lists []string
+	for _, r := range log.seen {
+		path, _, _ := strings.Cut(strings.TrimPrefix(r, "GET "), "?")
+		if path != "/api" && path != "/apis" && path != "/api/v1/namespaces/kube-system/services/kube-dns" {
+			lists = append(lists, r)
+		}
+	}
+	t.Logf("live scan: %d requests for %d opted-in namespaces with pods, of %d namespaces and %d pods: %q",
+		len(log.seen), len(selected), len(stores.Namespaces.List()), len(stores.Pods.List()), log.seen)
+	for _, r := range lists {
+		path, query, _ := strings.Cut(strings.TrimPrefix(r, "GET "), "?")
+		rest, ok := strings.CutPrefix(path, "/api/v1/namespaces/")
+		name, resource, _ := strings.Cut(rest, "/")
+		switch {
+		case !ok || resource != "pods":
+			t.Errorf("the live scan listed %s; want only the pods of opted-in namespaces", r)
+		case !slices.Contains(selected, name):
+			t.Errorf("the live scan listed the pods of namespace %s, which netguard does not act on", name)
+		case !strings.Contains(query, "resourceVersion=0"):
+			t.Errorf("the live scan read %s from etcd; want the watch cache (resourceVersion=0)", r)
+		}
+	}
+	if len(lists) != len(selected) || rep.Scanned.ListRequests != len(selected) {
+		t.Errorf("%d list requests (%d counted by the scan); want one per opted-in namespace with pods, %d", len(lists), rep.Scanned.ListRequests, len(selected))
+	}
+
+	full := auditJSON(t, cp.Kubeconfig, 1, "-n", ns)
+	key := func(r audit.Result) string {
+		return fmt.Sprintf("%s %s %s %s %d", r.Policy, r.Rule, r.Result, r.Message, len(r.Resources))
+	}
+	var want, got []string
+	for _, r := range full.Results {
+		want = append(want, key(r))
+	}
+	for _, r := range rep.Results {
+		if r.Namespace() == ns && r.Result != audit.Pass {
+			got = append(got, key(r))
+		}
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("the live scan found in %s:\n%s\nthe full audit:\n%s", ns, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
 }

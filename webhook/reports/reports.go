@@ -7,9 +7,10 @@
 // `kubectl get reports` show them.
 //
 // The leader re-judges the cluster every interval with the code of
-// `netguard audit`, reading the Service guard's live view and listing pods
-// page by page, and writes only the Reports whose results changed, one
-// write per namespace. Without the OpenReports API installed nothing is
+// `netguard audit`, reading the Service guard's live view and listing only
+// the full pods of the namespaces the pod rules act on, from the API
+// server's watch cache, and writes only the Reports whose results changed,
+// one write per namespace. Without the OpenReports API installed nothing is
 // written, and the log says so once.
 package reports
 
