@@ -440,9 +440,10 @@ func (s *scanner) readPods(ctx context.Context) error {
 }
 
 // cachedListMax is the most pods a live scan asks for in one request from
-// the API server's watch cache. Before Kubernetes 1.33 the cache ignores
-// the page size, so a bigger namespace is listed page by page instead.
-const cachedListMax = 5 * PageSize
+// the API server's watch cache: before Kubernetes 1.33 the cache ignores
+// the page size, so a bigger namespace is listed page by page instead, and
+// no more than a page of full pods is in memory at a time either way.
+const cachedListMax = PageSize
 
 // readLivePods lists, for the live scan, only what the view lacks: the
 // full pods of the namespaces the pod policies act on, one namespace at a

@@ -249,7 +249,8 @@ func liveStores(t *testing.T) serviceguard.Stores {
 func TestReportsReadOnlyWhatTheViewLacks(t *testing.T) {
 	ctx := context.Background()
 	ns := legacyNamespace(t)
-	// A namespace netguard does not act on, with more pods than a page.
+	// A namespace netguard does not act on, with more pods than a page:
+	// listing every pod would take two pages.
 	other := newNamespace(t, "reports-untouched", nil)
 	for i := range audit.PageSize + 1 {
 		createPod(t, plainPod(other, fmt.Sprintf("p%d", i), "registry.example/app:1"))
