@@ -23,8 +23,14 @@ minor=${minor%%.*}
 tools=$(mktemp -d)
 trap 'rm -rf "$tools"' EXIT
 
-gomod=$(cd "$tools" && go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')
-[ -f "$gomod" ] || { echo "k8s-build: could not download k8s.io/kubernetes@$version" >&2; exit 1; }
+# On failure go prints the reason in the JSON, on stdout.
+if ! info=$(cd "$tools" && go mod download -json "k8s.io/kubernetes@$version"); then
+	echo "k8s-build: could not download k8s.io/kubernetes@$version:" >&2
+	echo "$info" >&2
+	exit 1
+fi
+gomod=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' <<<"$info")
+[ -f "$gomod" ] || { echo "k8s-build: no go.mod for k8s.io/kubernetes@$version in: $info" >&2; exit 1; }
 {
 	echo "module netguard.local/k8s-tools"
 	echo

@@ -8,9 +8,11 @@
 #
 # Builds are cached in the user's cache directory keyed by version (about
 # 2 minutes with a warm Go build cache, 6-8 minutes cold): once per machine.
-# Progress goes to stderr; stdout is only the directory.
+# Progress goes to stderr, a line per step (lib/step.sh); stdout is only the
+# directory.
 set -euo pipefail
 cd "$(dirname "$0")"
+. lib/step.sh
 
 K8S_VERSION="${K8S_VERSION:-v1.37.2}"
 dir="${XDG_CACHE_HOME:-$HOME/.cache}/netguard/node/$K8S_VERSION"
@@ -24,21 +26,19 @@ if [ ${#missing[@]} -gt 0 ]; then
 		log "missing Debian packages: ${missing[*]} (run as root, or install them)"
 		exit 1
 	fi
-	log "installing ${missing[*]} from Debian"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq >&2
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+	step "Installing Debian packages: ${missing[*]} (first run only, about 1 min)" apt_install "${missing[@]}"
 fi
 
 mkdir -p "$dir"
 cmds=(kubelet kube-proxy kube-controller-manager kube-scheduler)
-for c in "${cmds[@]}"; do
-	if [ ! -x "$dir/$c" ]; then
-		log "building ${cmds[*]} $K8S_VERSION (one time per machine)"
+built=1
+for c in "${cmds[@]}"; do [ -x "$dir/$c" ] || built=; done
+if [ -n "$built" ]; then
+	step_cached "${cmds[*]} $K8S_VERSION"
+else
+	step "Building ${cmds[*]} $K8S_VERSION from the k8s.io/kubernetes module (first run only, 2-8 min: less after kube-apiserver's build)" \
 		./k8s-build.sh "$K8S_VERSION" "$dir" "${cmds[@]}"
-		break
-	fi
-done
+fi
 envtest=$(K8S_VERSION=$K8S_VERSION ./envtest-assets.sh)
 ln -sf "$envtest/kube-apiserver" "$dir/kube-apiserver"
 ln -sf "$envtest/etcd" "$dir/etcd"

@@ -9,9 +9,19 @@
 #
 # Needs KUBEBUILDER_ASSETS and HELM (the Makefile sets them). FUZZTIME sets
 # the time per fuzz target (default 10s).
+#
+# On a fresh machine the Go modules are downloaded and the packages
+# compiled first, a line per step (lib/step.sh), so that vet and the tests
+# do not sit silent for minutes or print "go: downloading" lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${KUBEBUILDER_ASSETS:?set by make test}" "${HELM:?set by make test}" "${PROMTOOL:?set by make test}"
+. hack/lib/step.sh
+
+step_go_modules
+if [ "$(go_to_compile ./...)" -gt 100 ]; then
+	step "Compiling netguard's packages and their dependencies (first run only, about 3 min on 2 cores)" go build ./...
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
