@@ -16,9 +16,9 @@ import (
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/serving"
 	"github.com/netguard-io/netguard/webhook/conflicts"
 	"github.com/netguard-io/netguard/webhook/serviceguard"
-	"github.com/netguard-io/netguard/webhook/serving"
 )
 
 // Options are the server settings that come from flags.

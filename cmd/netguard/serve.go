@@ -15,12 +15,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/controllers/reports"
 	"github.com/netguard-io/netguard/internal/version"
+	"github.com/netguard-io/netguard/serving"
+	"github.com/netguard-io/netguard/serving/certs"
 	"github.com/netguard-io/netguard/webhook"
-	"github.com/netguard-io/netguard/webhook/certs"
-	"github.com/netguard-io/netguard/webhook/reports"
 	"github.com/netguard-io/netguard/webhook/serviceguard"
-	"github.com/netguard-io/netguard/webhook/serving"
 )
 
 // serveOptions are the flags of `netguard serve`.

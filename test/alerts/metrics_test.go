@@ -29,8 +29,8 @@ import (
 	// controller-runtime's registry: the webhook packages (the pod webhook,
 	// and through it the Service guard and the conflict detector) and the
 	// serving certificate's metrics.
+	_ "github.com/netguard-io/netguard/serving/certs"
 	_ "github.com/netguard-io/netguard/webhook"
-	_ "github.com/netguard-io/netguard/webhook/certs"
 )
 
 // notNetguards are the metrics the rules may use that netguard does not

@@ -33,9 +33,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/serving"
 	ngwebhook "github.com/netguard-io/netguard/webhook"
 	"github.com/netguard-io/netguard/webhook/serviceguard"
-	"github.com/netguard-io/netguard/webhook/serving"
 )
 
 // TestAdmissionLatency measures Pod CREATE admission over TLS: netguard's

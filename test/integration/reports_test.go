@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	"github.com/netguard-io/netguard/internal/audit"
-	"github.com/netguard-io/netguard/webhook/reports"
+	"github.com/netguard-io/netguard/audit"
+	"github.com/netguard-io/netguard/controllers/reports"
 )
 
 // installOpenReports installs the OpenReports CRDs from the module netguard

@@ -29,9 +29,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/netguard-io/netguard/clusterview/listing"
 	"github.com/netguard-io/netguard/config"
 	policy "github.com/netguard-io/netguard/policies/conflicts"
-	"github.com/netguard-io/netguard/webhook/listing"
 	"github.com/netguard-io/netguard/webhook/serviceguard"
 )
 

@@ -26,8 +26,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/serving"
 	"github.com/netguard-io/netguard/test/ports"
-	"github.com/netguard-io/netguard/webhook/serving"
 )
 
 // warnings collects the admission warnings the API server relays.

@@ -26,8 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/netguard-io/netguard/clusterview/listing"
 	"github.com/netguard-io/netguard/config"
-	"github.com/netguard-io/netguard/webhook/listing"
 )
 
 // Paths the handlers are served at.

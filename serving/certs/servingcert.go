@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/netguard-io/netguard/webhook/serving"
+	"github.com/netguard-io/netguard/serving"
 )
 
 // Names of the serving certificate's metrics. They follow cert-manager's

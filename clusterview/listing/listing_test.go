@@ -17,9 +17,9 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/netguard-io/netguard/clusterview/listing"
 	"github.com/netguard-io/netguard/internal/testlog"
 	"github.com/netguard-io/netguard/test/ports"
-	"github.com/netguard-io/netguard/webhook/listing"
 )
 
 func init() { testlog.Discard() }

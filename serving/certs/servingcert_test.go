@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
-	"github.com/netguard-io/netguard/webhook/serving"
+	"github.com/netguard-io/netguard/serving"
 )
 
 // servingPair makes a serving certificate valid from notBefore to notAfter

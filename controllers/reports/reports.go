@@ -34,8 +34,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"github.com/netguard-io/netguard/audit"
 	"github.com/netguard-io/netguard/config"
-	"github.com/netguard-io/netguard/internal/audit"
 	"github.com/netguard-io/netguard/policies/podpolicy"
 	"github.com/netguard-io/netguard/webhook/serviceguard"
 )
