@@ -10,9 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
+	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/policies/podpolicy"
-	"github.com/netguard-io/netguard/webhook/serviceguard"
 )
 
 var team = podpolicy.NamespaceInfo{Name: "team", Labels: map[string]string{podpolicy.LabelInject: podpolicy.LabelInjectEnabled}}
@@ -38,9 +38,9 @@ func controller(apiVersion, kind, name, uid string) *metav1.OwnerReference {
 // judged runs the judge on pods and returns its results in report order.
 func judged(t *testing.T, cfg *config.Config, rs []*appsv1.ReplicaSet, pods ...*corev1.Pod) []Result {
 	t.Helper()
-	stores := serviceguard.NewStores(false)
+	stores := clusterview.NewStores(false)
 	for _, r := range rs {
-		lean, err := serviceguard.TransformReplicaSet(r)
+		lean, err := clusterview.TransformReplicaSet(r)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,11 +22,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/policies/podpolicy"
 	"github.com/netguard-io/netguard/policies/selectorguard"
-	"github.com/netguard-io/netguard/webhook"
-	"github.com/netguard-io/netguard/webhook/serviceguard"
 )
 
 // PageSize is the number of objects per list request: at most one page of
@@ -50,7 +49,7 @@ type Options struct {
 	// Live, inside a running netguard serve, are the Service guard's stores:
 	// workloads, Services and lean pods are read from them instead of
 	// listed, and only namespaces and pods (to judge them) are listed.
-	Live *serviceguard.Stores
+	Live *clusterview.Stores
 	// Passes adds a pass result for each judged Service without findings.
 	Passes bool
 }
@@ -92,7 +91,7 @@ type scanner struct {
 	// namespaces are the scanned namespaces' facts, as the pod webhook
 	// reads them.
 	namespaces map[string]podpolicy.NamespaceInfo
-	stores     serviceguard.Stores
+	stores     clusterview.Stores
 	pods       *podJudge
 	progress   progress
 	report     Report
@@ -161,7 +160,7 @@ func (s *scanner) scan(ctx context.Context) error {
 	if s.opts.Live != nil {
 		s.stores = *s.opts.Live
 	} else {
-		s.stores = serviceguard.NewStores(rollouts)
+		s.stores = clusterview.NewStores(rollouts)
 	}
 	if judgePods {
 		s.pods = newPodJudge(s.cfg, s.opts.Version, s.stores.ReplicaSets)
@@ -201,7 +200,7 @@ func (s *scanner) podsSelected(ns string) bool {
 }
 
 // servicesSelected reports whether the Service guard acts on namespace ns,
-// as serviceguard.ReviewService decides it.
+// as selectorguard.ReviewService decides it.
 func (s *scanner) servicesSelected(ns string) bool {
 	return s.cfg.ServiceGuard.Enabled &&
 		s.cfg.ServiceNamespaces().Selects(ns, s.namespace(ns).Labels[podpolicy.LabelInject])
@@ -288,7 +287,7 @@ func (s *scanner) readNamespaces(ctx context.Context) error {
 // scan may list Rollouts; without them, Services are judged as the webhook
 // judges them without the CRD.
 func (s *scanner) rolloutsListable(ctx context.Context) (bool, error) {
-	gv := serviceguard.RolloutGVK.GroupVersion().String()
+	gv := clusterview.RolloutGVK.GroupVersion().String()
 	if _, err := s.cs.Discovery().ServerResourcesForGroupVersion(gv); err != nil {
 		if apierrors.IsNotFound(err) {
 			return false, nil
@@ -307,7 +306,7 @@ func (s *scanner) rolloutsListable(ctx context.Context) (bool, error) {
 }
 
 func (s *scanner) rollouts() dynamic.ResourceInterface {
-	gvr := serviceguard.RolloutGVK.GroupVersion().WithResource("rollouts")
+	gvr := clusterview.RolloutGVK.GroupVersion().WithResource("rollouts")
 	return s.dyn.Resource(gvr).Namespace(s.opts.Namespace)
 }
 
@@ -315,7 +314,7 @@ func (s *scanner) rollouts() dynamic.ResourceInterface {
 // a note saying why it is unknown.
 func (s *scanner) clusterDNS(ctx context.Context) string {
 	// The webhook logs a failed discovery; the scan notes it instead.
-	ip, err := webhook.NewClusterDNS(s.cfg, s.reader).IP(logf.IntoContext(ctx, logr.Discard()))
+	ip, err := clusterview.NewClusterDNS(s.cfg, s.reader).IP(logf.IntoContext(ctx, logr.Discard()))
 	if err != nil {
 		s.note("%v; pods are judged as the webhook would judge them now, without search-domain scrubbing", err)
 		return ""
@@ -349,7 +348,7 @@ func (s *scanner) readWorkloads(ctx context.Context, services, rollouts bool) er
 			if !s.servicesSelected(rs.Namespace) && !s.podsSelected(rs.Namespace) {
 				continue
 			}
-			lean, err := serviceguard.TransformReplicaSet(rs)
+			lean, err := clusterview.TransformReplicaSet(rs)
 			if err != nil {
 				return err
 			}
@@ -366,7 +365,7 @@ func (s *scanner) readWorkloads(ctx context.Context, services, rollouts bool) er
 		if !s.servicesSelected(ns.Name) {
 			continue
 		}
-		lean, err := serviceguard.TransformNamespace(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		lean, err := clusterview.TransformNamespace(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 			Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations,
 		}})
 		if err != nil {
@@ -377,30 +376,30 @@ func (s *scanner) readWorkloads(ctx context.Context, services, rollouts bool) er
 		}
 	}
 	if err := list(ctx, s, "deployments", apps.Deployments(ns).List, func(l *appsv1.DeploymentList) error {
-		return s.keepAll(s.stores.Deployments, serviceguard.TransformDeployment, len(l.Items), func(i int) metav1.Object { return &l.Items[i] })
+		return s.keepAll(s.stores.Deployments, clusterview.TransformDeployment, len(l.Items), func(i int) metav1.Object { return &l.Items[i] })
 	}); err != nil {
 		return err
 	}
 	if err := list(ctx, s, "statefulsets", apps.StatefulSets(ns).List, func(l *appsv1.StatefulSetList) error {
-		return s.keepAll(s.stores.StatefulSets, serviceguard.TransformStatefulSet, len(l.Items), func(i int) metav1.Object { return &l.Items[i] })
+		return s.keepAll(s.stores.StatefulSets, clusterview.TransformStatefulSet, len(l.Items), func(i int) metav1.Object { return &l.Items[i] })
 	}); err != nil {
 		return err
 	}
 	if err := list(ctx, s, "daemonsets", apps.DaemonSets(ns).List, func(l *appsv1.DaemonSetList) error {
-		return s.keepAll(s.stores.DaemonSets, serviceguard.TransformDaemonSet, len(l.Items), func(i int) metav1.Object { return &l.Items[i] })
+		return s.keepAll(s.stores.DaemonSets, clusterview.TransformDaemonSet, len(l.Items), func(i int) metav1.Object { return &l.Items[i] })
 	}); err != nil {
 		return err
 	}
 	if rollouts {
 		if err := list(ctx, s, "rollouts", s.rollouts().List, func(l *unstructured.UnstructuredList) error {
-			return s.keepAll(s.stores.Rollouts, serviceguard.TransformRollout, len(l.Items), func(i int) metav1.Object { return &l.Items[i] })
+			return s.keepAll(s.stores.Rollouts, clusterview.TransformRollout, len(l.Items), func(i int) metav1.Object { return &l.Items[i] })
 		}); err != nil {
 			return err
 		}
 	}
 	return list(ctx, s, "services", s.cs.CoreV1().Services(ns).List, func(l *corev1.ServiceList) error {
 		s.report.Scanned.Services += len(l.Items)
-		return s.keepAll(s.stores.Services, serviceguard.TransformService, len(l.Items), func(i int) metav1.Object { return &l.Items[i] })
+		return s.keepAll(s.stores.Services, clusterview.TransformService, len(l.Items), func(i int) metav1.Object { return &l.Items[i] })
 	})
 }
 
@@ -424,7 +423,7 @@ func (s *scanner) readPods(ctx context.Context) error {
 			s.report.Scanned.Pods++
 			s.progress.add(pod.Namespace)
 			if s.opts.Live == nil {
-				if err := s.keep(s.stores.Pods, serviceguard.TransformPod, pod); err != nil {
+				if err := s.keep(s.stores.Pods, clusterview.TransformPod, pod); err != nil {
 					return err
 				}
 			}
@@ -445,13 +444,13 @@ func live(pod *corev1.Pod) bool {
 
 // judgeServices judges every kept Service as the webhook would at CREATE.
 func (s *scanner) judgeServices() {
-	view := serviceguard.NewClusterView(s.stores)
+	view := clusterview.NewView(s.stores)
 	for _, obj := range s.stores.Services.List() {
 		svc, ok := obj.(*corev1.Service)
 		if !ok {
 			continue
 		}
-		r := serviceguard.ReviewService(view, s.cfg, svc, nil)
+		r := selectorguard.ReviewService(view, s.cfg, svc, nil)
 		if r.Skipped != "" {
 			continue
 		}
@@ -478,7 +477,7 @@ func (s *scanner) judgeServices() {
 	}
 }
 
-func serviceResult(svc *corev1.Service, r serviceguard.Review, o selectorguard.Outcome) Result {
+func serviceResult(svc *corev1.Service, r selectorguard.Review, o selectorguard.Outcome) Result {
 	f := o.Finding
 	res := Result{
 		Source: Source, Policy: PolicyServiceGuard, Rule: string(f.Rule),

@@ -12,14 +12,14 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 
+	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/policies/selectorguard"
-	"github.com/netguard-io/netguard/webhook/serviceguard"
 )
 
 // midRollout adds to stores, in namespace ns, Deployment api with 3 pods
 // of revision aaa and 1 of revision bbb, whose template adds v=2.
-func midRollout(t *testing.T, stores serviceguard.Stores, ns string) {
+func midRollout(t *testing.T, stores clusterview.Stores, ns string) {
 	t.Helper()
 	add := func(store toolscache.Indexer, transform toolscache.TransformFunc, obj any) {
 		lean, err := transform(obj)
@@ -32,7 +32,7 @@ func midRollout(t *testing.T, stores serviceguard.Stores, ns string) {
 	}
 	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api", UID: types.UID(ns + "-api")}}
 	d.Spec.Template.Labels = map[string]string{"app": "api", "v": "2"}
-	add(stores.Deployments, serviceguard.TransformDeployment, d)
+	add(stores.Deployments, clusterview.TransformDeployment, d)
 	for hash, n := range map[string]int{"aaa": 3, "bbb": 1} {
 		labels := map[string]string{"app": "api", "pod-template-hash": hash}
 		if hash == "bbb" {
@@ -43,11 +43,11 @@ func midRollout(t *testing.T, stores serviceguard.Stores, ns string) {
 			OwnerReferences: []metav1.OwnerReference{*controller("apps/v1", "Deployment", "api", string(d.UID))},
 		}}
 		rs.Spec.Template.Labels = labels
-		add(stores.ReplicaSets, serviceguard.TransformReplicaSet, rs)
+		add(stores.ReplicaSets, clusterview.TransformReplicaSet, rs)
 		for i := range n {
 			p := pod(fmt.Sprintf("api-%s-%d", hash, i), "registry.example/api:1", controller("apps/v1", "ReplicaSet", rs.Name, string(rs.UID)))
 			p.Namespace, p.Labels = ns, labels
-			add(stores.Pods, serviceguard.TransformPod, p)
+			add(stores.Pods, clusterview.TransformPod, p)
 		}
 	}
 }
@@ -61,10 +61,10 @@ func TestJudgeServices(t *testing.T) {
 		{ObjectMeta: metav1.ObjectMeta{Name: "typo", Labels: enabled, Annotations: map[string]string{selectorguard.NamespaceModeAnnotation: "strict"}}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "overridden", Labels: enabled}},
 	}
-	stores := serviceguard.NewStores(false)
+	stores := clusterview.NewStores(false)
 	s := &scanner{cfg: config.Default(), stores: stores}
 	for _, ns := range namespaces {
-		lean, _ := serviceguard.TransformNamespace(ns)
+		lean, _ := clusterview.TransformNamespace(ns)
 		if err := stores.Namespaces.Add(lean); err != nil {
 			t.Fatal(err)
 		}
@@ -79,7 +79,7 @@ func TestJudgeServices(t *testing.T) {
 			{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "manual"}},
 			{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "external"}, Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeExternalName, Selector: svc.Spec.Selector}},
 		} {
-			lean, _ := serviceguard.TransformService(obj)
+			lean, _ := clusterview.TransformService(obj)
 			if err := stores.Services.Add(lean); err != nil {
 				t.Fatal(err)
 			}

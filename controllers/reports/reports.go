@@ -35,9 +35,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/netguard-io/netguard/audit"
+	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/policies/podpolicy"
-	"github.com/netguard-io/netguard/webhook/serviceguard"
 )
 
 const (
@@ -58,7 +58,7 @@ const (
 type Writer struct {
 	restCfg  *rest.Config
 	cfg      *config.Config
-	stores   serviceguard.Stores
+	stores   clusterview.Stores
 	client   client.Client
 	disc     discovery.DiscoveryInterface
 	leads    func() bool
@@ -86,7 +86,7 @@ func Scheme() *runtime.Scheme {
 // New returns a Writer for the cluster restCfg points at. stores are the
 // Service guard's; synced says when they are complete; leads whether this
 // replica writes.
-func New(restCfg *rest.Config, cfg *config.Config, stores serviceguard.Stores, synced, leads func() bool, version string, log logr.Logger) (*Writer, error) {
+func New(restCfg *rest.Config, cfg *config.Config, stores clusterview.Stores, synced, leads func() bool, version string, log logr.Logger) (*Writer, error) {
 	c, err := client.New(restCfg, client.Options{Scheme: Scheme()})
 	if err != nil {
 		return nil, err

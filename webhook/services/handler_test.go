@@ -1,4 +1,4 @@
-package serviceguard
+package services
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/netguard-io/netguard/clusterview/viewtest"
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/policies/selectorguard"
 )
@@ -98,11 +99,11 @@ func TestServiceHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := map[string]string{"app": "distributor"}
-	ring := with(app, "gossip_ring_member", "true")
+	ring := viewtest.With(app, "gossip_ring_member", "true")
 	optedIn := map[string]string{"netguard.io/inject": "enabled"}
-	steady := func(c *cluster) {
-		d := c.deployment("loki", "distributor", ring)
-		c.replicaSet(d, 2, "7d9f8c", 140, ring)
+	steady := func(c *viewtest.Cluster) {
+		d := c.Deployment("loki", "distributor", ring)
+		c.ReplicaSet(d, 2, "7d9f8c", 140, ring)
 	}
 	update := func(newSvc, oldSvc any) func(t *testing.T) []byte {
 		return func(t *testing.T) []byte {
@@ -118,7 +119,7 @@ func TestServiceHandler(t *testing.T) {
 		cfg          *config.Config
 		nsLabels     map[string]string
 		nsAnnots     map[string]string
-		build        func(*cluster)
+		build        func(*viewtest.Cluster)
 		body         func(t *testing.T) []byte
 		wantAllowed  bool
 		wantCode     int32
@@ -126,7 +127,7 @@ func TestServiceHandler(t *testing.T) {
 		wantWarnings []string
 	}{
 		"the incident's Service update is denied with the counts": {
-			build:    (*cluster).incident,
+			build:    (*viewtest.Cluster).Incident,
 			nsLabels: optedIn,
 			body:     func(*testing.T) []byte { return incidentReview },
 			wantCode: http.StatusUnprocessableEntity,
@@ -135,7 +136,7 @@ func TestServiceHandler(t *testing.T) {
 			},
 		},
 		"the same update with the override annotation is admitted with a warning": {
-			build:       (*cluster).incident,
+			build:       (*viewtest.Cluster).Incident,
 			nsLabels:    optedIn,
 			body:        update(svc(ring, map[string]string{selectorguard.AllowSubsetAnnotation: "canary, JIRA-7"}), svc(app, nil)),
 			wantAllowed: true,
@@ -152,24 +153,24 @@ func TestServiceHandler(t *testing.T) {
 		"selector on pod-template-hash is denied": {
 			build:       steady,
 			nsLabels:    optedIn,
-			body:        create(svc(with(app, "pod-template-hash", "7d9f8c"), nil)),
+			body:        create(svc(viewtest.With(app, "pod-template-hash", "7d9f8c"), nil)),
 			wantCode:    http.StatusUnprocessableEntity,
 			wantMessage: []string{`spec.selector[pod-template-hash]: Invalid value: "7d9f8c": selector key pod-template-hash names a single revision`},
 		},
 		"Argo Rollouts moving its Service to a new revision": {
-			build:       (*cluster).incident,
+			build:       (*viewtest.Cluster).Incident,
 			nsLabels:    optedIn,
-			body:        update(svc(with(app, "rollouts-pod-template-hash", "b"), map[string]string{selectorguard.ArgoManagedAnnotation: "distributor"}), svc(with(app, "rollouts-pod-template-hash", "a"), map[string]string{selectorguard.ArgoManagedAnnotation: "distributor"})),
+			body:        update(svc(viewtest.With(app, "rollouts-pod-template-hash", "b"), map[string]string{selectorguard.ArgoManagedAnnotation: "distributor"}), svc(viewtest.With(app, "rollouts-pod-template-hash", "a"), map[string]string{selectorguard.ArgoManagedAnnotation: "distributor"})),
 			wantAllowed: true,
 		},
 		"namespace not opted in": {
-			build:       (*cluster).incident,
+			build:       (*viewtest.Cluster).Incident,
 			body:        func(*testing.T) []byte { return incidentReview },
 			wantAllowed: true,
 		},
 		"cluster-wide mode needs no label": {
 			cfg:         defaults(func(c *config.Config) { c.Namespaces.Mode = config.NamespaceModeClusterWide }),
-			build:       (*cluster).incident,
+			build:       (*viewtest.Cluster).Incident,
 			body:        func(*testing.T) []byte { return incidentReview },
 			wantCode:    http.StatusUnprocessableEntity,
 			wantMessage: []string{"16 of 140"},
@@ -177,19 +178,19 @@ func TestServiceHandler(t *testing.T) {
 		"cluster-wide mode, namespace opted out": {
 			cfg:         defaults(func(c *config.Config) { c.Namespaces.Mode = config.NamespaceModeClusterWide }),
 			nsLabels:    map[string]string{"netguard.io/inject": "disabled"},
-			build:       (*cluster).incident,
+			build:       (*viewtest.Cluster).Incident,
 			body:        func(*testing.T) []byte { return incidentReview },
 			wantAllowed: true,
 		},
 		"excluded namespace": {
 			cfg:         defaults(func(c *config.Config) { c.Namespaces.Exclude = []string{"loki"} }),
 			nsLabels:    optedIn,
-			build:       (*cluster).incident,
+			build:       (*viewtest.Cluster).Incident,
 			body:        func(*testing.T) []byte { return incidentReview },
 			wantAllowed: true,
 		},
 		"namespace in warn mode": {
-			build:        (*cluster).incident,
+			build:        (*viewtest.Cluster).Incident,
 			nsLabels:     optedIn,
 			nsAnnots:     map[string]string{selectorguard.NamespaceModeAnnotation: "warn"},
 			body:         func(*testing.T) []byte { return incidentReview },
@@ -197,7 +198,7 @@ func TestServiceHandler(t *testing.T) {
 			wantWarnings: []string{"Service loki/distributor would be denied (service guard in warn mode): selector matches 16 of 140 pods"},
 		},
 		"namespace with a bad mode keeps the configured one": {
-			build:       (*cluster).incident,
+			build:       (*viewtest.Cluster).Incident,
 			nsLabels:    optedIn,
 			nsAnnots:    map[string]string{selectorguard.NamespaceModeAnnotation: "off"},
 			body:        func(*testing.T) []byte { return incidentReview },
@@ -206,20 +207,20 @@ func TestServiceHandler(t *testing.T) {
 		},
 		"dry-run mode admits silently": {
 			cfg:         defaults(func(c *config.Config) { c.ServiceGuard.Mode = config.GuardModeDryRun }),
-			build:       (*cluster).incident,
+			build:       (*viewtest.Cluster).Incident,
 			nsLabels:    optedIn,
 			body:        func(*testing.T) []byte { return incidentReview },
 			wantAllowed: true,
 		},
 		"selector that matches nothing is admitted with a warning": {
-			build:        (*cluster).incident,
+			build:        (*viewtest.Cluster).Incident,
 			nsLabels:     optedIn,
 			body:         create(svc(map[string]string{"app": "typo"}, nil)),
 			wantAllowed:  true,
 			wantWarnings: []string{"Service loki/distributor: selector matches no pods"},
 		},
 		"CREATE whose object leaves the namespace to the request": {
-			build:    (*cluster).incident,
+			build:    (*viewtest.Cluster).Incident,
 			nsLabels: optedIn,
 			body: func(t *testing.T) []byte {
 				s := svc(ring, nil)
@@ -256,8 +257,8 @@ func TestServiceHandler(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			c := newCluster(t)
-			c.namespace("loki", tc.nsLabels, tc.nsAnnots)
+			c := viewtest.New(t)
+			c.Namespace("loki", tc.nsLabels, tc.nsAnnots)
 			if tc.build != nil {
 				tc.build(c)
 			}
@@ -265,7 +266,7 @@ func TestServiceHandler(t *testing.T) {
 			if cfg == nil {
 				cfg = config.Default()
 			}
-			h := NewServiceHandler(c.view(), cfg)
+			h := NewServiceHandler(c.View(), cfg)
 			resp := serve(t, h, tc.body(t))
 
 			if resp.Allowed != tc.wantAllowed {
@@ -294,10 +295,10 @@ func TestServiceHandler(t *testing.T) {
 }
 
 func TestServiceHandlerDenialDetailsAndMetrics(t *testing.T) {
-	c := newCluster(t)
-	c.namespace("loki", map[string]string{"netguard.io/inject": "enabled"}, nil)
-	c.incident()
-	h := NewServiceHandler(c.view(), config.Default())
+	c := viewtest.New(t)
+	c.Namespace("loki", map[string]string{"netguard.io/inject": "enabled"}, nil)
+	c.Incident()
+	h := NewServiceHandler(c.View(), config.Default())
 	body, err := os.ReadFile("testdata/incident-update-review.json")
 	if err != nil {
 		t.Fatal(err)
@@ -327,7 +328,7 @@ func TestServiceHandlerDenialDetailsAndMetrics(t *testing.T) {
 
 func TestWorkloadHandler(t *testing.T) {
 	app := map[string]string{"app": "distributor"}
-	ring := with(app, "gossip_ring_member", "true")
+	ring := viewtest.With(app, "gossip_ring_member", "true")
 	deployKind := metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
 	deploy := func(labels map[string]string) *appsv1.Deployment {
 		return &appsv1.Deployment{
@@ -373,15 +374,15 @@ func TestWorkloadHandler(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			c := newCluster(t)
-			c.namespace("loki", map[string]string{"netguard.io/inject": "enabled"}, nil)
-			c.service("loki", "ring", ring)
-			c.service("loki", "wide", app)
+			c := viewtest.New(t)
+			c.Namespace("loki", map[string]string{"netguard.io/inject": "enabled"}, nil)
+			c.Service("loki", "ring", ring)
+			c.Service("loki", "wide", app)
 			cfg := tc.cfg
 			if cfg == nil {
 				cfg = config.Default()
 			}
-			h := NewWorkloadHandler(c.view(), cfg, func() bool { return true })
+			h := NewWorkloadHandler(c.View(), cfg, func() bool { return true })
 			resp := serve(t, h, reviewJSON(t, tc.op, tc.kind, "loki", "distributor", tc.obj, tc.old))
 			if tc.wantCode != 0 {
 				if resp.Allowed || resp.Result == nil || resp.Result.Code != tc.wantCode {
@@ -399,43 +400,6 @@ func TestWorkloadHandler(t *testing.T) {
 				if !strings.HasPrefix(resp.Warnings[i], w) {
 					t.Errorf("warning %d:\n  %s\nwant prefix\n  %s", i, resp.Warnings[i], w)
 				}
-			}
-		})
-	}
-}
-
-func TestNamespaceSelected(t *testing.T) {
-	ns := func(label string) *corev1.Namespace {
-		n := &corev1.Namespace{}
-		if label != "" {
-			n.Labels = map[string]string{injectLabel: label}
-		}
-		return n
-	}
-	optIn := config.Default().Namespaces
-	optIn.Self = "netguard"
-	clusterWide := optIn
-	clusterWide.Mode = config.NamespaceModeClusterWide
-	tests := map[string]struct {
-		cfg  config.NamespacesConfig
-		name string
-		ns   *corev1.Namespace
-		want bool
-	}{
-		"opt-in, labelled":            {cfg: optIn, name: "loki", ns: ns("enabled"), want: true},
-		"opt-in, unlabelled":          {cfg: optIn, name: "loki", ns: ns("")},
-		"opt-in, unknown namespace":   {cfg: optIn, name: "loki"},
-		"opt-in, kube-system":         {cfg: optIn, name: "kube-system", ns: ns("enabled")},
-		"opt-in, netguard's own":      {cfg: optIn, name: "netguard", ns: ns("enabled")},
-		"cluster-wide, unlabelled":    {cfg: clusterWide, name: "loki", ns: ns(""), want: true},
-		"cluster-wide, opted out":     {cfg: clusterWide, name: "loki", ns: ns("disabled")},
-		"cluster-wide, kube-system":   {cfg: clusterWide, name: "kube-system", ns: ns("")},
-		"cluster-wide, not yet known": {cfg: clusterWide, name: "loki", want: true},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			if got := namespaceSelected(tc.cfg, tc.name, tc.ns); got != tc.want {
-				t.Errorf("namespaceSelected = %v, want %v", got, tc.want)
 			}
 		})
 	}
@@ -459,11 +423,11 @@ func TestUnavailableUntilSynced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newCluster(t)
-	c.namespace("loki", map[string]string{"netguard.io/inject": "enabled"}, nil)
-	c.incident()
+	c := viewtest.New(t)
+	c.Namespace("loki", map[string]string{"netguard.io/inject": "enabled"}, nil)
+	c.Incident()
 	synced := false
-	h := unavailableUntilSynced(func() bool { return synced }, &webhook.Admission{Handler: NewServiceHandler(c.view(), config.Default())})
+	h := unavailableUntilSynced(func() bool { return synced }, &webhook.Admission{Handler: NewServiceHandler(c.View(), config.Default())})
 	post := func() *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(http.MethodPost, ServicePath, bytes.NewReader(incidentReview))

@@ -1,8 +1,4 @@
-// Package serviceguard serves the Service selector guard: a lean informer
-// cache of the cluster's workloads and pods (the ClusterView), the
-// admission handler for Services, and the handler that warns about workload
-// updates. The rules themselves live in policies/selectorguard.
-package serviceguard
+package clusterview
 
 import (
 	"context"
@@ -18,71 +14,52 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	toolscache "k8s.io/client-go/tools/cache"
-	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/netguard-io/netguard/clusterview/listing"
 	"github.com/netguard-io/netguard/config"
 )
 
-// Paths the handlers are served at.
-const (
-	// ServicePath is the ValidatingWebhookConfiguration path for Services
-	// (CREATE, UPDATE).
-	ServicePath = "/validate-v1-service"
-	// WorkloadPath is the ValidatingWebhookConfiguration path for
-	// apps/v1 Deployments, StatefulSets and DaemonSets (UPDATE).
-	WorkloadPath = "/validate-apps-v1-workload"
-)
-
-// ReadyzName is the name of the readiness check Setup adds.
+// ReadyzName is the name of the readiness check New adds.
 const ReadyzName = "serviceguard-cache"
 
-// Guard is the Service selector guard wired into a manager.
-type Guard struct {
+// Cache is the shared lean view of the cluster wired into a manager: the
+// informers, their stores and the View over them.
+type Cache struct {
 	cache     cache.Cache
-	view      *ClusterView
+	view      *View
 	stores    Stores
 	informers []cache.Informer
-	rollouts  bool
-	disabled  bool
+	// byObject holds each informer by the object it watches.
+	byObject map[client.Object]cache.Informer
+	rollouts bool
+	disabled bool
 }
 
-// Setup wires the guard into mgr: it builds a cache of its own for Pods,
-// ReplicaSets, Deployments, StatefulSets, DaemonSets, Namespaces, Services
-// and, when the CRD exists and netguard may list them, Argo Rollouts, each
-// through its Transform and with the indexes the view needs; it registers
-// the handlers at ServicePath and WorkloadPath on mgr's webhook server,
-// adds the cache to mgr (started on every replica, without leader
-// election) and adds the readiness check ReadyzName, which fails until the
-// cache has synced.
+// New builds the lean view of the cluster and wires it into mgr: a cache
+// of its own for Pods, ReplicaSets, Deployments, StatefulSets, DaemonSets,
+// Namespaces, Services and, when the CRD exists and netguard may list
+// them, Argo Rollouts, each through its Transform and with the indexes the
+// view needs. It adds the cache to mgr (started on every replica, without
+// leader election) and the readiness check ReadyzName, which fails until
+// the cache has synced. Informers returns the informers, for controllers
+// that add event handlers before mgr starts.
 //
 // The cache is separate from mgr's so that its lean Pods (labels, owner,
 // phase and little else) never reach other readers of mgr's client.
 //
-// With the guard disabled in cfg, Setup registers handlers that admit
-// everything and starts no informer.
-//
-// wrap, if given, wraps the Service handler (in order), so that other
-// Service checks, such as the conflict detector, see every Service request,
-// including those the guard skips.
-func Setup(mgr manager.Manager, cfg *config.Config, wrap ...func(admission.Handler) admission.Handler) (*Guard, error) {
+// With the Service guard disabled in cfg (serviceGuard.enabled), New
+// starts no informer and returns a Cache without a view that counts as
+// synced.
+func New(mgr manager.Manager, cfg *config.Config) (*Cache, error) {
+	if !cfg.ServiceGuard.Enabled {
+		return &Cache{disabled: true}, nil
+	}
 	ctx := context.Background()
 	log := mgr.GetLogger().WithName("serviceguard")
-	srv := mgr.GetWebhookServer()
-	if !cfg.ServiceGuard.Enabled {
-		off := admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
-			return admission.Allowed("service guard disabled")
-		})
-		srv.Register(ServicePath, &webhook.Admission{Handler: wrapped(off, wrap)})
-		srv.Register(WorkloadPath, &webhook.Admission{Handler: off})
-		return &Guard{disabled: true}, nil
-	}
 
 	rollouts, err := rolloutsAvailable(ctx, mgr, log)
 	if err != nil {
@@ -124,8 +101,7 @@ func Setup(mgr manager.Manager, cfg *config.Config, wrap ...func(admission.Handl
 		return nil, fmt.Errorf("creating the service guard cache: %w", err)
 	}
 
-	g := &Guard{cache: c, rollouts: rollouts}
-	informers := map[client.Object]cache.Informer{}
+	g := &Cache{cache: c, rollouts: rollouts, byObject: map[client.Object]cache.Informer{}}
 	store := func(obj client.Object, indexers toolscache.Indexers) (toolscache.Indexer, error) {
 		inf, err := c.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
 		if err != nil {
@@ -141,7 +117,7 @@ func Setup(mgr manager.Manager, cfg *config.Config, wrap ...func(admission.Handl
 			return nil, fmt.Errorf("informer for %T has no indexer", obj)
 		}
 		g.informers = append(g.informers, inf)
-		informers[obj] = inf
+		g.byObject[obj] = inf
 		return si.GetIndexer(), nil
 	}
 	var s Stores
@@ -167,34 +143,9 @@ func Setup(mgr manager.Manager, cfg *config.Config, wrap ...func(admission.Handl
 			return nil, err
 		}
 	}
-	g.view = NewClusterView(s)
+	g.view = NewView(s)
 	g.stores = s
 
-	if cfg.ServiceGuard.Coverage.Enabled {
-		cov := newCoverage(g.view, s.Services, cfg, mgr.GetEventRecorder("netguard"), log.WithName("coverage"), clock.RealClock{})
-		for obj, inf := range informers {
-			var h toolscache.ResourceEventHandler
-			switch obj.(type) {
-			case *corev1.Pod:
-				h = cov.podHandler()
-			case *corev1.Service:
-				h = cov.serviceHandler()
-			case *corev1.Namespace:
-				h = cov.namespaceHandler()
-			default:
-				h = cov.workloadHandler(workloadTemplate)
-			}
-			if _, err := inf.AddEventHandler(h); err != nil {
-				return nil, fmt.Errorf("coverage check: %w", err)
-			}
-		}
-		if err := mgr.Add(coverageRunnable{c: cov, synced: g.Synced}); err != nil {
-			return nil, fmt.Errorf("adding the coverage check: %w", err)
-		}
-	}
-
-	srv.Register(ServicePath, unavailableUntilSynced(g.Synced, &webhook.Admission{Handler: wrapped(NewServiceHandler(g.view, cfg), wrap)}))
-	srv.Register(WorkloadPath, &webhook.Admission{Handler: NewWorkloadHandler(g.view, cfg, g.Synced)})
 	if err := mgr.Add(cacheRunnable{c}); err != nil {
 		return nil, fmt.Errorf("adding the service guard cache: %w", err)
 	}
@@ -205,7 +156,7 @@ func Setup(mgr manager.Manager, cfg *config.Config, wrap ...func(admission.Handl
 }
 
 // rolloutsAvailable reports whether Argo Rollouts' CRD is installed and
-// netguard may list Rollouts. A forbidden list is not an error: the guard
+// netguard may list Rollouts. A forbidden list is not an error: the view
 // then works without Rollouts rather than never becoming ready.
 func rolloutsAvailable(ctx context.Context, mgr manager.Manager, log logr.Logger) (bool, error) {
 	if _, err := mgr.GetRESTMapper().RESTMapping(RolloutGVK.GroupKind(), RolloutGVK.Version); err != nil {
@@ -226,7 +177,7 @@ func rolloutsAvailable(ctx context.Context, mgr manager.Manager, log logr.Logger
 	return true, nil
 }
 
-// cacheRunnable runs the guard's cache on every replica: every replica
+// cacheRunnable runs the cache on every replica: every replica
 // serves admission reviews.
 type cacheRunnable struct{ cache cache.Cache }
 
@@ -236,16 +187,24 @@ func (r cacheRunnable) Start(ctx context.Context) error { return r.cache.Start(c
 func (cacheRunnable) NeedLeaderElection() bool { return false }
 
 // Stores are the lean stores the view reads (zero when disabled).
-func (g *Guard) Stores() Stores { return g.stores }
+func (g *Cache) Stores() Stores { return g.stores }
 
-// View is the guard's view of the cluster (nil when disabled).
-func (g *Guard) View() *ClusterView { return g.view }
+// View is the view of the cluster (nil when disabled).
+func (g *Cache) View() *View { return g.view }
+
+// Informers are the informers of the stores, by the object each watches:
+// a *corev1.Pod, *corev1.Service, *corev1.Namespace, *appsv1.ReplicaSet,
+// *appsv1.Deployment, *appsv1.StatefulSet, *appsv1.DaemonSet and, when
+// watched, an *unstructured.Unstructured of RolloutGVK (none when
+// disabled). Read only; event handlers are added before the manager
+// starts.
+func (g *Cache) Informers() map[client.Object]cache.Informer { return g.byObject }
 
 // WatchesRollouts reports whether Argo Rollouts are part of the view.
-func (g *Guard) WatchesRollouts() bool { return g.rollouts }
+func (g *Cache) WatchesRollouts() bool { return g.rollouts }
 
 // Synced reports whether every informer of the view has synced.
-func (g *Guard) Synced() bool {
+func (g *Cache) Synced() bool {
 	if g.disabled {
 		return true
 	}
@@ -259,7 +218,7 @@ func (g *Guard) Synced() bool {
 
 // WaitForSync blocks until the view has synced or ctx ends, and reports
 // whether it synced.
-func (g *Guard) WaitForSync(ctx context.Context) bool {
+func (g *Cache) WaitForSync(ctx context.Context) bool {
 	if g.disabled {
 		return true
 	}
@@ -267,16 +226,9 @@ func (g *Guard) WaitForSync(ctx context.Context) bool {
 }
 
 // Ready is a healthz.Checker that fails until the view has synced.
-func (g *Guard) Ready(_ *http.Request) error {
+func (g *Cache) Ready(_ *http.Request) error {
 	if !g.Synced() {
 		return errors.New("service guard cache not synced")
 	}
 	return nil
-}
-
-func wrapped(h admission.Handler, wraps []func(admission.Handler) admission.Handler) admission.Handler {
-	for _, w := range wraps {
-		h = w(h)
-	}
-	return h
 }

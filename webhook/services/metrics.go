@@ -1,4 +1,4 @@
-package serviceguard
+package services
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,24 +24,10 @@ var (
 		Name: "netguard_serviceguard_reviews_total",
 		Help: "Admission reviews of Services and workloads by the selector guard, by result (allowed, denied, skipped, errored).",
 	}, []string{"result"})
-	partialRolloutServices = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "netguard_services_partial_rollout",
-		Help: "Services whose selector routes to part of a rollout now (the live coverage check; every replica counts).",
-	})
-	partialRolloutTransitions = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "netguard_serviceguard_partial_rollout_transitions_total",
-		Help: "Services reported by the live coverage check as starting (partial) or ceasing (covered) to route to part of a rollout.",
-	}, []string{"to"})
-	coverageChecks = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "netguard_serviceguard_coverage_checks_total",
-		Help: "Services re-judged by the live coverage check.",
-	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(findingsTotal, reviewsTotal, partialRolloutServices, partialRolloutTransitions, coverageChecks)
-	partialRolloutTransitions.WithLabelValues("partial")
-	partialRolloutTransitions.WithLabelValues("covered")
+	metrics.Registry.MustRegister(findingsTotal, reviewsTotal)
 	// Start every series at zero so that rate() and alerts see them.
 	for _, r := range selectorguard.Rules {
 		for _, a := range selectorguard.Actions {

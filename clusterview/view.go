@@ -1,4 +1,4 @@
-package serviceguard
+package clusterview
 
 import (
 	"maps"
@@ -38,22 +38,22 @@ type Stores struct {
 	Services   toolscache.Indexer
 }
 
-// ClusterView is the selectorguard.View of a cluster, read from informer
+// View is the selectorguard.View of a cluster, read from informer
 // stores. A lookup touches only the Service's namespace: the pods in the
 // smallest label-index bucket of the selector, the workloads of the
 // namespace (for their templates), and the ReplicaSets and pods of the
 // workloads involved, through the controller index.
-type ClusterView struct {
+type View struct {
 	s Stores
 }
 
-var _ selectorguard.View = (*ClusterView)(nil)
+var _ selectorguard.NamespaceView = (*View)(nil)
 
-// NewClusterView returns a view over the stores.
-func NewClusterView(s Stores) *ClusterView { return &ClusterView{s: s} }
+// NewView returns a view over the stores.
+func NewView(s Stores) *View { return &View{s: s} }
 
 // Namespace returns the cached Namespace, if any.
-func (v *ClusterView) Namespace(name string) (*corev1.Namespace, bool) {
+func (v *View) Namespace(name string) (*corev1.Namespace, bool) {
 	if v.s.Namespaces == nil {
 		return nil, false
 	}
@@ -67,7 +67,7 @@ func (v *ClusterView) Namespace(name string) (*corev1.Namespace, bool) {
 
 // Services returns the cached Services of a namespace. They must not be
 // modified.
-func (v *ClusterView) Services(namespace string) []*corev1.Service {
+func (v *View) Services(namespace string) []*corev1.Service {
 	var out []*corev1.Service
 	for _, obj := range byIndex(v.s.Services, toolscache.NamespaceIndex, namespace) {
 		if s, ok := obj.(*corev1.Service); ok {
@@ -85,7 +85,7 @@ type owner struct {
 }
 
 // Workloads implements selectorguard.View.
-func (v *ClusterView) Workloads(namespace string, selectors ...map[string]string) []selectorguard.Workload {
+func (v *View) Workloads(namespace string, selectors ...map[string]string) []selectorguard.Workload {
 	b := &builder{v: v, ns: namespace, seen: map[owner]bool{}, resolved: map[types.UID]owner{}, standalone: map[string]*Pod{}}
 	for _, sel := range selectors {
 		if len(sel) == 0 {
@@ -121,7 +121,7 @@ const smallBucket = 256
 // the smallest bucket of the label index among the selector's pairs (or
 // the first small one), or every object of the namespace when no pair is
 // indexed.
-func (v *ClusterView) candidates(store toolscache.Indexer, index, namespace string, sel map[string]string) []any {
+func (v *View) candidates(store toolscache.Indexer, index, namespace string, sel map[string]string) []any {
 	keys := make([]string, 0, len(sel))
 	for k := range sel {
 		if labelIndexed(k) {
@@ -173,7 +173,7 @@ func get(store toolscache.Indexer, namespace, name string) any {
 
 // builder collects the workloads of one lookup.
 type builder struct {
-	v      *ClusterView
+	v      *View
 	ns     string
 	owners []owner
 	seen   map[owner]bool

@@ -1,4 +1,4 @@
-package serviceguard
+package coverage
 
 import "github.com/netguard-io/netguard/internal/testlog"
 

@@ -1,4 +1,4 @@
-package serviceguard
+package serve
 
 import (
 	"context"
@@ -25,9 +25,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/netguard-io/netguard/clusterview"
+	"github.com/netguard-io/netguard/clusterview/viewtest"
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/serving"
 	"github.com/netguard-io/netguard/test/ports"
+	"github.com/netguard-io/netguard/webhook/services"
 )
 
 // warnings collects the admission warnings the API server relays.
@@ -50,10 +53,11 @@ func (w *warnings) take() []string {
 	return out
 }
 
-// TestSetupAgainstAPIServer runs Setup's cache and handlers behind a real
-// kube-apiserver: the informers fill the lean stores, the API server calls
-// the handlers, and it relays their denials and warnings.
-func TestSetupAgainstAPIServer(t *testing.T) {
+// TestServiceGuardAgainstAPIServer runs the Service guard's cache, coverage
+// check and handlers (setupServiceGuard) behind a real kube-apiserver: the
+// informers fill the lean stores, the API server calls the handlers, and
+// it relays their denials and warnings.
+func TestServiceGuardAgainstAPIServer(t *testing.T) {
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
 		t.Skip("KUBEBUILDER_ASSETS is not set (see hack/envtest-assets.sh)")
 	}
@@ -94,9 +98,9 @@ func TestSetupAgainstAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := Setup(mgr, cfg)
+	g, err := setupServiceGuard(mgr, cfg)
 	if err != nil {
-		t.Fatalf("Setup: %v", err)
+		t.Fatalf("setupServiceGuard: %v", err)
 	}
 	if !g.WatchesRollouts() {
 		t.Error("not watching Rollouts although their CRD is installed")
@@ -135,7 +139,7 @@ func TestSetupAgainstAPIServer(t *testing.T) {
 		}
 	}
 	app := map[string]string{"app": "distributor"}
-	ring := with(app, "gossip_ring_member", "true")
+	ring := viewtest.With(app, "gossip_ring_member", "true")
 	must(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "loki"}}))
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "loki", Name: "distributor"},
@@ -181,7 +185,7 @@ func TestSetupAgainstAPIServer(t *testing.T) {
 		labels map[string]string
 	}{{"aaaaaa", 12, app}, {"bbbbbb", 4, ring}} {
 		revision("loki", metav1.NewControllerRef(d, appsv1.SchemeGroupVersion.WithKind("Deployment")), "distributor-"+rev.hash,
-			with(rev.labels, "pod-template-hash", rev.hash), "deployment.kubernetes.io/revision", i+1, rev.n)
+			viewtest.With(rev.labels, "pod-template-hash", rev.hash), "deployment.kubernetes.io/revision", i+1, rev.n)
 	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "loki", Name: "distributor"},
@@ -203,7 +207,7 @@ func TestSetupAgainstAPIServer(t *testing.T) {
 		},
 		"status": map[string]any{"currentPodHash": "bbb"},
 	}}
-	web.SetGroupVersionKind(RolloutGVK)
+	web.SetGroupVersionKind(clusterview.RolloutGVK)
 	web.SetNamespace("shop")
 	web.SetName("web")
 	must(c.Create(ctx, web))
@@ -212,20 +216,20 @@ func TestSetupAgainstAPIServer(t *testing.T) {
 		n      int
 		labels map[string]string
 	}{{"aaa", 6, map[string]string{"app": "web"}}, {"bbb", 2, map[string]string{"app": "web", "tier": "v2"}}} {
-		revision("shop", metav1.NewControllerRef(web, RolloutGVK), "web-"+rev.hash,
-			with(rev.labels, "rollouts-pod-template-hash", rev.hash), "rollout.argoproj.io/revision", i+1, rev.n)
+		revision("shop", metav1.NewControllerRef(web, clusterview.RolloutGVK), "web-"+rev.hash,
+			viewtest.With(rev.labels, "rollouts-pod-template-hash", rev.hash), "rollout.argoproj.io/revision", i+1, rev.n)
 	}
 
 	// The informers see every pod, lean.
 	deadline := time.Now().Add(30 * time.Second)
-	for len(g.view.s.Pods.List()) < 24 || len(g.view.s.Rollouts.List()) < 1 {
+	for len(g.Stores().Pods.List()) < 24 || len(g.Stores().Rollouts.List()) < 1 {
 		if time.Now().After(deadline) {
-			t.Fatalf("the cache holds %d of 24 pods and %d of 1 Rollout", len(g.view.s.Pods.List()), len(g.view.s.Rollouts.List()))
+			t.Fatalf("the cache holds %d of 24 pods and %d of 1 Rollout", len(g.Stores().Pods.List()), len(g.Stores().Rollouts.List()))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	for _, obj := range g.view.s.Pods.List() {
-		if _, ok := obj.(*Pod); !ok {
+	for _, obj := range g.Stores().Pods.List() {
+		if _, ok := obj.(*clusterview.Pod); !ok {
 			t.Fatalf("cached pod is not lean: %T", obj)
 		}
 	}
@@ -300,11 +304,11 @@ func webhookConfiguration() *admissionregv1.ValidatingWebhookConfiguration {
 	return &admissionregv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "netguard-serviceguard-test"},
 		Webhooks: []admissionregv1.ValidatingWebhook{
-			hook("services.netguard.io", ServicePath, admissionregv1.RuleWithOperations{
+			hook("services.netguard.io", services.ServicePath, admissionregv1.RuleWithOperations{
 				Operations: []admissionregv1.OperationType{admissionregv1.Create, admissionregv1.Update},
 				Rule:       admissionregv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"services"}},
 			}),
-			hook("workloads.netguard.io", WorkloadPath, admissionregv1.RuleWithOperations{
+			hook("workloads.netguard.io", services.WorkloadPath, admissionregv1.RuleWithOperations{
 				Operations: []admissionregv1.OperationType{admissionregv1.Update},
 				Rule:       admissionregv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments", "statefulsets", "daemonsets"}},
 			}),
@@ -317,11 +321,11 @@ func rolloutCRD() *apiextensionsv1.CustomResourceDefinition {
 	return &apiextensionsv1.CustomResourceDefinition{
 		ObjectMeta: metav1.ObjectMeta{Name: "rollouts.argoproj.io"},
 		Spec: apiextensionsv1.CustomResourceDefinitionSpec{
-			Group: RolloutGVK.Group,
+			Group: clusterview.RolloutGVK.Group,
 			Names: apiextensionsv1.CustomResourceDefinitionNames{Kind: "Rollout", ListKind: "RolloutList", Plural: "rollouts", Singular: "rollout"},
 			Scope: apiextensionsv1.NamespaceScoped,
 			Versions: []apiextensionsv1.CustomResourceDefinitionVersion{{
-				Name: RolloutGVK.Version, Served: true, Storage: true,
+				Name: clusterview.RolloutGVK.Version, Served: true, Storage: true,
 				Schema: &apiextensionsv1.CustomResourceValidation{OpenAPIV3Schema: &apiextensionsv1.JSONSchemaProps{
 					Type: "object", XPreserveUnknownFields: ptr.To(true),
 				}},

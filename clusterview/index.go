@@ -1,4 +1,4 @@
-package serviceguard
+package clusterview
 
 import (
 	"slices"
@@ -118,7 +118,7 @@ func WorkloadIndexers() toolscache.Indexers {
 }
 
 // NewStores returns empty stores with the same key function and indexes as
-// the informers Setup starts, for tests and benchmarks that fill them
+// the informers New starts, for tests and benchmarks that fill them
 // with objects passed through the same transforms (see Transform).
 func NewStores(withRollouts bool) Stores {
 	newIndexer := func(extra toolscache.Indexers) toolscache.Indexer {

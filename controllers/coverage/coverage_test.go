@@ -1,4 +1,4 @@
-package serviceguard
+package coverage
 
 import (
 	"fmt"
@@ -12,13 +12,16 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/netguard-io/netguard/clusterview"
+	"github.com/netguard-io/netguard/clusterview/viewtest"
 	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/policies/selectorguard"
 )
 
 // The incident's labels: the new revision adds gossip_ring_member.
 var (
 	appLabels  = map[string]string{"app": "distributor"}
-	ringLabels = with(appLabels, "gossip_ring_member", "true")
+	ringLabels = viewtest.With(appLabels, "gossip_ring_member", "true")
 )
 
 // recorded collects the Events a test recorder was given.
@@ -49,7 +52,7 @@ func (r *recorded) take() []string {
 // with 124 pods of revision 5b6c4d and 16 of 7d9f8c that carry the new
 // label, and Service distributor.
 type coverageFixture struct {
-	c     *cluster
+	c     *viewtest.Cluster
 	cov   *coverage
 	clock *clocktesting.FakeClock
 	rec   *recorded
@@ -62,10 +65,10 @@ func newCoverageFixture(t *testing.T, yaml string) *coverageFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newCluster(t)
-	c.namespace("loki", map[string]string{injectLabel: "enabled"}, nil)
+	c := viewtest.New(t)
+	c.Namespace("loki", map[string]string{selectorguard.InjectLabel: "enabled"}, nil)
 	f := &coverageFixture{c: c, clock: clocktesting.NewFakeClock(time.Unix(1_000_000, 0)), rec: &recorded{}, key: types.NamespacedName{Namespace: "loki", Name: "distributor"}}
-	f.cov = newCoverage(c.view(), c.stores.Services, cfg, f.rec, logr.Discard(), f.clock)
+	f.cov = newCoverage(c.View(), c.Stores.Services, cfg, f.rec, logr.Discard(), f.clock)
 	t.Cleanup(f.cov.queue.ShutDown)
 	return f
 }
@@ -90,10 +93,10 @@ func (f *coverageFixture) partialGauge(t *testing.T) int {
 func TestCoverageReportsAStateThatHolds(t *testing.T) {
 	f := newCoverageFixture(t, "serviceGuard: {coverage: {settle: 10s}}")
 	c := f.c
-	d := c.deployment("loki", "distributor", ringLabels)
-	old := c.replicaSet(d, 1, "5b6c4d", 124, appLabels)
-	next := c.replicaSet(d, 2, "7d9f8c", 16, ringLabels)
-	c.service("loki", "distributor", ringLabels)
+	d := c.Deployment("loki", "distributor", ringLabels)
+	old := c.ReplicaSet(d, 1, "5b6c4d", 124, appLabels)
+	next := c.ReplicaSet(d, 2, "7d9f8c", 16, ringLabels)
+	c.Service("loki", "distributor", ringLabels)
 
 	for range 5 { // pod events of the rollout, each judged
 		f.judge()
@@ -115,9 +118,9 @@ func TestCoverageReportsAStateThatHolds(t *testing.T) {
 
 	// The old pods get the label (relabelled in place): covered again, but
 	// not reported until that has held too.
-	c.stores.Pods.Replace(nil, "")
-	c.pods("loki", old.Name, 124, with(ringLabels, "pod-template-hash", "5b6c4d"), ownedBy("apps/v1", "ReplicaSet", old.Name, old.UID))
-	c.pods("loki", next.Name, 16, with(ringLabels, "pod-template-hash", "7d9f8c"), ownedBy("apps/v1", "ReplicaSet", next.Name, next.UID))
+	c.Stores.Pods.Replace(nil, "")
+	c.Pods("loki", old.Name, 124, viewtest.With(ringLabels, "pod-template-hash", "5b6c4d"), viewtest.OwnedBy("apps/v1", "ReplicaSet", old.Name, old.UID))
+	c.Pods("loki", next.Name, 16, viewtest.With(ringLabels, "pod-template-hash", "7d9f8c"), viewtest.OwnedBy("apps/v1", "ReplicaSet", next.Name, next.UID))
 	f.judge()
 	if ev := f.rec.take(); len(ev) != 0 {
 		t.Fatalf("Events before the covered state settled: %q", ev)
@@ -138,13 +141,13 @@ func TestCoverageReportsAStateThatHolds(t *testing.T) {
 func TestCoverageIgnoresWhatDoesNotSettle(t *testing.T) {
 	f := newCoverageFixture(t, "serviceGuard: {coverage: {settle: 10s}}")
 	c := f.c
-	c.incident()
-	c.service("loki", "distributor", ringLabels)
+	c.Incident()
+	c.Service("loki", "distributor", ringLabels)
 	f.judge()
 	f.clock.Step(5 * time.Second)
 	// Back to covering every pod before the settle time.
-	c.stores.Services.Replace(nil, "")
-	c.service("loki", "distributor", appLabels)
+	c.Stores.Services.Replace(nil, "")
+	c.Service("loki", "distributor", appLabels)
 	f.judge()
 	f.clock.Step(time.Minute)
 	f.judge()
@@ -152,11 +155,11 @@ func TestCoverageIgnoresWhatDoesNotSettle(t *testing.T) {
 		t.Fatalf("Events for a passing state: %q", ev)
 	}
 
-	c.namespace("legacy", nil, nil) // not opted in
-	d2 := c.deployment("legacy", "api", ringLabels)
-	c.replicaSet(d2, 1, "aaaa", 4, appLabels)
-	c.replicaSet(d2, 2, "bbbb", 1, ringLabels)
-	c.service("legacy", "api", ringLabels)
+	c.Namespace("legacy", nil, nil) // not opted in
+	d2 := c.Deployment("legacy", "api", ringLabels)
+	c.ReplicaSet(d2, 1, "aaaa", 4, appLabels)
+	c.ReplicaSet(d2, 2, "bbbb", 1, ringLabels)
+	c.Service("legacy", "api", ringLabels)
 	key := types.NamespacedName{Namespace: "legacy", Name: "api"}
 	f.cov.judge(key)
 	f.clock.Step(time.Minute)
@@ -171,13 +174,13 @@ func TestCoverageIgnoresWhatDoesNotSettle(t *testing.T) {
 func TestCoverageForgetsDeletedServices(t *testing.T) {
 	f := newCoverageFixture(t, "serviceGuard: {coverage: {settle: 0s}}")
 	c := f.c
-	c.incident()
-	c.service("loki", "distributor", ringLabels)
+	c.Incident()
+	c.Service("loki", "distributor", ringLabels)
 	f.judge()
 	if len(f.rec.take()) != 1 || f.partialGauge(t) != 1 {
 		t.Fatal("not reported with settle 0s")
 	}
-	c.stores.Services.Replace(nil, "")
+	c.Stores.Services.Replace(nil, "")
 	f.judge()
 	if ev := f.rec.take(); len(ev) != 0 || len(f.cov.states) != 0 {
 		t.Fatalf("after deletion: Events %q, %d states", ev, len(f.cov.states))
@@ -190,12 +193,12 @@ func TestCoverageForgetsDeletedServices(t *testing.T) {
 func TestCoverageHandlersQueueTheServicesConcerned(t *testing.T) {
 	f := newCoverageFixture(t, "")
 	c := f.c
-	c.service("loki", "distributor", appLabels)
-	c.service("loki", "other", map[string]string{"app": "other"})
-	c.service("tempo", "distributor", appLabels)
+	c.Service("loki", "distributor", appLabels)
+	c.Service("loki", "other", map[string]string{"app": "other"})
+	c.Service("tempo", "distributor", appLabels)
 	h := f.cov.podHandler()
 	for i := range 50 {
-		p, err := TransformPod(fullPod("loki", fmt.Sprintf("p-%d", i), c.nextUID(), with(appLabels, "pod-template-hash", "x"), nil))
+		p, err := clusterview.TransformPod(viewtest.FullPod("loki", fmt.Sprintf("p-%d", i), c.NextUID(), viewtest.With(appLabels, "pod-template-hash", "x"), nil))
 		if err != nil {
 			t.Fatal(err)
 		}

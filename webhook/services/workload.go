@@ -1,4 +1,4 @@
-package serviceguard
+package services
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/policies/selectorguard"
 )
@@ -23,7 +24,7 @@ import (
 // (/validate-apps-v1-workload) and warns when the new pod template drops a
 // label that a Service of the namespace selects. It never denies.
 type WorkloadHandler struct {
-	view   *ClusterView
+	view   *clusterview.View
 	cfg    *config.Config
 	synced func() bool
 }
@@ -32,7 +33,7 @@ var _ admission.Handler = (*WorkloadHandler)(nil)
 
 // NewWorkloadHandler returns the workload handler. synced reports whether
 // the informers behind view have synced.
-func NewWorkloadHandler(view *ClusterView, cfg *config.Config, synced func() bool) *WorkloadHandler {
+func NewWorkloadHandler(view *clusterview.View, cfg *config.Config, synced func() bool) *WorkloadHandler {
 	return &WorkloadHandler{view: view, cfg: cfg, synced: synced}
 }
 
@@ -100,7 +101,7 @@ func (h *WorkloadHandler) Handle(ctx context.Context, req admission.Request) adm
 		namespace = req.Namespace
 	}
 	ns, _ := h.view.Namespace(namespace)
-	if !namespaceSelected(h.cfg.ServiceNamespaces(), namespace, ns) {
+	if !selectorguard.NamespaceSelected(h.cfg.ServiceNamespaces(), namespace, ns) {
 		reviewsTotal.WithLabelValues(resultSkipped).Inc()
 		return admission.Allowed("namespace not selected")
 	}

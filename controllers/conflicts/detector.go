@@ -1,9 +1,3 @@
-// Package conflicts runs the detector of controllers fighting over a
-// Service inside `netguard serve`: an informer on Services attributes every
-// change to its field manager through managedFields, and when two or more
-// managers keep taking the same fields from each other it reports an Event
-// on the Service, metrics, a log line, and admission warnings on further
-// updates while the conflict lasts. The rules live in policies/conflicts.
 package conflicts
 
 import (
@@ -27,12 +21,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/clusterview/listing"
 	"github.com/netguard-io/netguard/config"
 	policy "github.com/netguard-io/netguard/policies/conflicts"
-	"github.com/netguard-io/netguard/webhook/serviceguard"
 )
 
 const (
@@ -84,21 +77,18 @@ var (
 // (identity, managedFields, type, loadBalancerClass) and Namespaces
 // (labels), an event handler on Services, and the expiry of old entries,
 // all run by mgr on every replica (each replica answers admission reviews);
-// Events are recorded through mgr's events.k8s.io/v1 recorder. It
-// registers the StatusHandler at StatusPath on mgr's webhook server and
-// adds the readiness check ReadyzName.
+// Events are recorded through mgr's events.k8s.io/v1 recorder. It adds
+// the readiness check ReadyzName. The admission handlers that ask the
+// detector are in webhook/conflicts.
 //
-// With the detector disabled in cfg, Setup registers a StatusHandler that
-// admits everything and returns a Detector that reports nothing; no
-// informer is started.
+// With the detector disabled in cfg, Setup returns a Detector that reports
+// nothing; no informer is started.
 func Setup(mgr manager.Manager, cfg *config.Config) (*Detector, error) {
 	if !cfg.Conflicts.Enabled {
-		d := &Detector{}
-		mgr.GetWebhookServer().Register(StatusPath, &webhook.Admission{Handler: NewStatusHandler(d)})
-		return d, nil
+		return &Detector{}, nil
 	}
 	ctx := context.Background()
-	d := newDetector(cfg, clock.RealClock{}, mgr.GetEventRecorder(reportingController), mgr.GetLogger().WithName("conflicts"))
+	d := New(cfg, clock.RealClock{}, mgr.GetEventRecorder(reportingController), mgr.GetLogger().WithName("conflicts"))
 
 	c, err := cache.New(mgr.GetConfig(), cache.Options{
 		HTTPClient: mgr.GetHTTPClient(),
@@ -108,7 +98,7 @@ func Setup(mgr manager.Manager, cfg *config.Config) (*Detector, error) {
 			// The detector never modifies what it reads.
 			&corev1.Service{}: {Transform: TransformService, UnsafeDisableDeepCopy: ptr.To(true)},
 			// The same lean Namespaces as the Service guard keeps.
-			&corev1.Namespace{}: {Transform: serviceguard.TransformNamespace, UnsafeDisableDeepCopy: ptr.To(true)},
+			&corev1.Namespace{}: {Transform: clusterview.TransformNamespace, UnsafeDisableDeepCopy: ptr.To(true)},
 		},
 		ReaderFailOnMissingInformer: true,
 		// Lists are paged and made lean page by page.
@@ -125,11 +115,7 @@ func Setup(mgr manager.Manager, cfg *config.Config) (*Detector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("informer for Services: %w", err)
 	}
-	reg, err := svcInformer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    d.onAdd,
-		UpdateFunc: d.onUpdate,
-		DeleteFunc: d.onDelete,
-	})
+	reg, err := svcInformer.AddEventHandler(d.EventHandler())
 	if err != nil {
 		return nil, fmt.Errorf("watching Services: %w", err)
 	}
@@ -151,7 +137,6 @@ func Setup(mgr manager.Manager, cfg *config.Config) (*Detector, error) {
 		return cfg.ServiceNamespaces().Selects(namespace, label)
 	}
 
-	mgr.GetWebhookServer().Register(StatusPath, &webhook.Admission{Handler: NewStatusHandler(d)})
 	if err := mgr.Add(d); err != nil {
 		return nil, fmt.Errorf("adding the conflict detector: %w", err)
 	}
@@ -161,9 +146,10 @@ func Setup(mgr manager.Manager, cfg *config.Config) (*Detector, error) {
 	return d, nil
 }
 
-// newDetector returns a detector without an informer: Setup connects one,
-// tests call the handlers.
-func newDetector(cfg *config.Config, clk clock.PassiveClock, recorder events.EventRecorder, log logr.Logger) *Detector {
+// New returns a detector without an informer: Setup connects one; tests
+// feed it Service events through EventHandler. It acts on the namespaces
+// cfg selects whatever their labels (Setup reads the labels).
+func New(cfg *config.Config, clk clock.PassiveClock, recorder events.EventRecorder, log logr.Logger) *Detector {
 	window := cfg.Conflicts.WindowDuration()
 	return &Detector{
 		settings: cfg.Conflicts,
@@ -180,8 +166,22 @@ func newDetector(cfg *config.Config, clk clock.PassiveClock, recorder events.Eve
 	}
 }
 
-// enabled reports whether d detects anything.
-func (d *Detector) enabled() bool { return d != nil && d.tracker != nil }
+// Enabled reports whether d detects anything.
+func (d *Detector) Enabled() bool { return d != nil && d.tracker != nil }
+
+// Selected reports whether netguard acts on namespace. It reads the
+// Namespace from the store without waiting for it.
+func (d *Detector) Selected(namespace string) bool { return d.selected(namespace) }
+
+// EventHandler is the handler of Service events: the informer Setup
+// starts calls it.
+func (d *Detector) EventHandler() toolscache.ResourceEventHandler {
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    d.onAdd,
+		UpdateFunc: d.onUpdate,
+		DeleteFunc: d.onDelete,
+	}
+}
 
 // Start runs the cache and expires old entries until ctx ends.
 func (d *Detector) Start(ctx context.Context) error {
@@ -206,7 +206,7 @@ func (*Detector) NeedLeaderElection() bool { return false }
 // Ready is a healthz.Checker that fails until the detector has seen every
 // Service and Namespace once.
 func (d *Detector) Ready(_ *http.Request) error {
-	if d.enabled() && d.synced != nil && !d.synced() {
+	if d.Enabled() && d.synced != nil && !d.synced() {
 		return errors.New("conflict detector cache not synced")
 	}
 	return nil
@@ -215,7 +215,7 @@ func (d *Detector) Ready(_ *http.Request) error {
 // Warnings returns the admission warnings for an update of Service
 // namespace/name: one while the Service is in conflict, none otherwise.
 func (d *Detector) Warnings(namespace, name string) []string {
-	if !d.enabled() {
+	if !d.Enabled() {
 		return nil
 	}
 	c, ok := d.tracker.Conflict(types.NamespacedName{Namespace: namespace, Name: name})
@@ -228,7 +228,7 @@ func (d *Detector) Warnings(namespace, name string) []string {
 // LoadBalancerControllers returns the field managers seen writing the
 // status of LoadBalancer Services without spec.loadBalancerClass.
 func (d *Detector) LoadBalancerControllers() []string {
-	if !d.enabled() {
+	if !d.Enabled() {
 		return nil
 	}
 	return d.lb.List()
@@ -250,7 +250,7 @@ func (d *Detector) LoadBalancerControllers() []string {
 // (the API server has already attributed the write when it calls
 // validating webhooks).
 func (d *Detector) Review(old, svc *corev1.Service) ([]string, *apierrors.StatusError) {
-	if !d.enabled() || !d.selected(svc.Namespace) {
+	if !d.Enabled() || !d.selected(svc.Namespace) {
 		return nil, nil
 	}
 	var warnings []string

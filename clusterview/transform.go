@@ -1,4 +1,4 @@
-package serviceguard
+package clusterview
 
 import (
 	"slices"
@@ -103,7 +103,7 @@ func leanMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 	}
 }
 
-// TransformPod turns a Pod into the guard's lean *Pod: name, namespace,
+// TransformPod turns a Pod into the lean *Pod: name, namespace,
 // resourceVersion, labels, controller reference, and whether it is
 // terminating or finished. Anything else (a *Pod already, a tombstone) is
 // returned as it is.

@@ -1,4 +1,4 @@
-package serviceguard
+package services
 
 import (
 	"context"
@@ -12,13 +12,10 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/policies/selectorguard"
 )
-
-// injectLabel on a Namespace opts it in ("enabled") or, in cluster-wide
-// mode, out ("disabled").
-const injectLabel = "netguard.io/inject"
 
 // errNotSynced answers reviews that arrive before the cluster view has
 // synced: judging a selector against half a cache could deny a good
@@ -46,7 +43,7 @@ func unavailableUntilSynced(synced func() bool, next http.Handler) http.Handler 
 // settings and workloads from the view, and leaves the judgement to
 // selectorguard.Check and selectorguard.Decide.
 type ServiceHandler struct {
-	view    *ClusterView
+	view    *clusterview.View
 	cfg     *config.Config
 	decoder admission.Decoder
 }
@@ -55,7 +52,7 @@ var _ admission.Handler = (*ServiceHandler)(nil)
 
 // NewServiceHandler returns the Service handler. It expects a synced view:
 // Setup serves it behind unavailableUntilSynced.
-func NewServiceHandler(view *ClusterView, cfg *config.Config) *ServiceHandler {
+func NewServiceHandler(view *clusterview.View, cfg *config.Config) *ServiceHandler {
 	return &ServiceHandler{view: view, cfg: cfg, decoder: admission.NewDecoder(clientgoscheme.Scheme)}
 }
 
@@ -89,7 +86,7 @@ func (h *ServiceHandler) Handle(ctx context.Context, req admission.Request) admi
 		}
 	}
 
-	r := ReviewService(h.view, h.cfg, svc, old)
+	r := selectorguard.ReviewService(h.view, h.cfg, svc, old)
 	if r.Skipped != "" {
 		reviewsTotal.WithLabelValues(resultSkipped).Inc()
 		return admission.Allowed(r.Skipped)
@@ -118,17 +115,4 @@ func (h *ServiceHandler) Handle(ctx context.Context, req admission.Request) admi
 	}
 	reviewsTotal.WithLabelValues(resultAllowed).Inc()
 	return admission.Allowed("").WithWarnings(d.Warnings...)
-}
-
-// namespaceSelected applies the namespace selection of the settings: the
-// excluded namespaces never, opt-in namespaces in opt-in mode, every
-// namespace not opted out in cluster-wide mode. The webhook configuration's
-// namespaceSelector should already have filtered; this guards against a
-// configuration that does not.
-func namespaceSelected(n config.NamespacesConfig, name string, ns *corev1.Namespace) bool {
-	var label string
-	if ns != nil {
-		label = ns.Labels[injectLabel]
-	}
-	return n.Selects(name, label)
 }

@@ -1,7 +1,8 @@
-package serviceguard
+package coverage
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -13,8 +14,10 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	crrecorder "sigs.k8s.io/controller-runtime/pkg/recorder"
 
+	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/policies/selectorguard"
 )
@@ -43,7 +46,7 @@ const (
 // Every replica judges (so a new leader knows the state); the recorder
 // records only on the leader.
 type coverage struct {
-	view     *ClusterView
+	view     *clusterview.View
 	services toolscache.Indexer
 	cfg      *config.Config
 	recorder crrecorder.EventRecorder
@@ -67,7 +70,7 @@ type coverageState struct {
 	finding selectorguard.Finding
 }
 
-func newCoverage(view *ClusterView, services toolscache.Indexer, cfg *config.Config, recorder crrecorder.EventRecorder, log logr.Logger, clk clock.WithTicker) *coverage {
+func newCoverage(view *clusterview.View, services toolscache.Indexer, cfg *config.Config, recorder crrecorder.EventRecorder, log logr.Logger, clk clock.WithTicker) *coverage {
 	return &coverage{
 		view:     view,
 		services: services,
@@ -82,6 +85,39 @@ func newCoverage(view *ClusterView, services toolscache.Indexer, cfg *config.Con
 		}),
 		states: map[types.NamespacedName]*coverageState{},
 	}
+}
+
+// Setup adds the live coverage check to mgr when cfg enables it
+// (serviceGuard.enabled and serviceGuard.coverage.enabled): event handlers
+// on the informers of view, which must come from clusterview.New with the
+// same cfg, and the check itself, run on every replica once view has
+// synced. Events are recorded through mgr's recorder, on the leader only.
+func Setup(mgr manager.Manager, view *clusterview.Cache, cfg *config.Config) error {
+	if !cfg.ServiceGuard.Enabled || !cfg.ServiceGuard.Coverage.Enabled {
+		return nil
+	}
+	log := mgr.GetLogger().WithName("serviceguard").WithName("coverage")
+	cov := newCoverage(view.View(), view.Stores().Services, cfg, mgr.GetEventRecorder("netguard"), log, clock.RealClock{})
+	for obj, inf := range view.Informers() {
+		var h toolscache.ResourceEventHandler
+		switch obj.(type) {
+		case *corev1.Pod:
+			h = cov.podHandler()
+		case *corev1.Service:
+			h = cov.serviceHandler()
+		case *corev1.Namespace:
+			h = cov.namespaceHandler()
+		default:
+			h = cov.workloadHandler(workloadTemplate)
+		}
+		if _, err := inf.AddEventHandler(h); err != nil {
+			return fmt.Errorf("coverage check: %w", err)
+		}
+	}
+	if err := mgr.Add(coverageRunnable{c: cov, synced: view.Synced}); err != nil {
+		return fmt.Errorf("adding the coverage check: %w", err)
+	}
+	return nil
 }
 
 // coverageRunnable runs the check on every replica (each judges; only the
@@ -203,7 +239,7 @@ func (c *coverage) service(key types.NamespacedName) *corev1.Service {
 // selected reports whether the Service features act on namespace.
 func (c *coverage) selected(namespace string) bool {
 	ns, _ := c.view.Namespace(namespace)
-	return namespaceSelected(c.cfg.ServiceNamespaces(), namespace, ns)
+	return selectorguard.NamespaceSelected(c.cfg.ServiceNamespaces(), namespace, ns)
 }
 
 // truncate keeps a note within events.k8s.io's 1 kB.
@@ -261,7 +297,7 @@ func (c *coverage) namespaceHandler() toolscache.ResourceEventHandler {
 		UpdateFunc: func(oldObj, newObj any) {
 			o, ok1 := oldObj.(*corev1.Namespace)
 			n, ok2 := newObj.(*corev1.Namespace)
-			if !ok1 || !ok2 || o.Labels[injectLabel] == n.Labels[injectLabel] {
+			if !ok1 || !ok2 || o.Labels[selectorguard.InjectLabel] == n.Labels[selectorguard.InjectLabel] {
 				return
 			}
 			objs, _ := c.services.ByIndex(toolscache.NamespaceIndex, n.Name)
@@ -281,19 +317,19 @@ func (c *coverage) podHandler() toolscache.ResourceEventHandler {
 		if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 			obj = d.Obj
 		}
-		if p, ok := obj.(*Pod); ok {
+		if p, ok := obj.(*clusterview.Pod); ok {
 			c.servicesSelecting(p.Namespace, p.Labels())
 		}
 	}
 	return toolscache.ResourceEventHandlerFuncs{
 		AddFunc: changed,
 		UpdateFunc: func(oldObj, newObj any) {
-			o, ok1 := oldObj.(*Pod)
-			n, ok2 := newObj.(*Pod)
+			o, ok1 := oldObj.(*clusterview.Pod)
+			n, ok2 := newObj.(*clusterview.Pod)
 			if !ok1 || !ok2 {
 				return
 			}
-			if o.labels == n.labels && o.Terminating == n.Terminating && o.Finished == n.Finished {
+			if o.SharesLabels(n) && o.Terminating == n.Terminating && o.Finished == n.Finished {
 				return // nothing the rules read
 			}
 			c.servicesSelecting(n.Namespace, o.Labels(), n.Labels())

@@ -1,4 +1,4 @@
-package serviceguard
+package clusterview
 
 import (
 	"slices"
@@ -13,7 +13,7 @@ import (
 	"github.com/netguard-io/netguard/policies/selectorguard"
 )
 
-// Pod is what the guard's cache keeps of a Pod: its identity, labels,
+// Pod is what the cache keeps of a Pod: its identity, labels,
 // controller, and whether it is terminating or finished. It is the largest
 // store by far (every pod of the cluster), so it keeps no more than the
 // rules read, and pods with equal labels, or the same controller, share
@@ -63,6 +63,12 @@ func (p *Pod) Labels() map[string]string {
 	}
 	return p.labels.m
 }
+
+// SharesLabels reports whether p and o hold the one interned label set: a
+// pointer comparison. Equal labels of one namespace usually share a set,
+// but labels that name one pod get a set of their own, so false does not
+// mean that the labels differ.
+func (p *Pod) SharesLabels(o *Pod) bool { return p.labels == o.labels }
 
 // Controller returns the pod's controller reference, or nil. It is shared:
 // read only.

@@ -1,4 +1,4 @@
-package webhook
+package serve
 
 import (
 	"cmp"
@@ -13,12 +13,19 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
+	ctrlconflicts "github.com/netguard-io/netguard/controllers/conflicts"
+	"github.com/netguard-io/netguard/controllers/coverage"
+	"github.com/netguard-io/netguard/controllers/reports"
 	"github.com/netguard-io/netguard/serving"
+	"github.com/netguard-io/netguard/webhook"
 	"github.com/netguard-io/netguard/webhook/conflicts"
-	"github.com/netguard-io/netguard/webhook/serviceguard"
+	"github.com/netguard-io/netguard/webhook/services"
 )
 
 // Options are the server settings that come from flags.
@@ -69,9 +76,10 @@ func Scheme() *runtime.Scheme {
 
 // NewManager opens netguard's endpoints and builds the controller-runtime
 // manager that serves its webhooks, metrics and health probes on them; it
-// also returns the Service guard, whose view other features read. Call
-// Start on the manager to serve; the bound addresses are in its Listeners.
-func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (*serving.Manager, *serviceguard.Guard, error) {
+// also returns the lean view of the cluster, which other features read.
+// Call Start on the manager to serve; the bound addresses are in its
+// Listeners.
+func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (*serving.Manager, *clusterview.Cache, error) {
 	shutdown := opts.GracefulShutdownTimeout
 	if shutdown == 0 {
 		shutdown = 30 * time.Second
@@ -108,33 +116,34 @@ func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (*servin
 		listeners.Close()
 		return nil, nil, fmt.Errorf("creating manager: %w", err)
 	}
-	guard, err := setup(mgr, opts, cfg)
+	view, err := setup(mgr, opts, cfg)
 	if err != nil {
 		listeners.Close()
 		return nil, nil, err
 	}
-	return mgr, guard, nil
+	return mgr, view, nil
 }
 
 // setup registers netguard's webhooks, caches and checks on mgr, and
-// returns the Service guard.
-func setup(mgr *serving.Manager, opts Options, cfg *config.Config) (*serviceguard.Guard, error) {
+// returns the view of the cluster.
+func setup(mgr *serving.Manager, opts Options, cfg *config.Config) (*clusterview.Cache, error) {
 	// The DNS Service is read uncached: caching it would mean watching every
 	// Service in the cluster for one IP.
-	dns := NewClusterDNS(cfg, mgr.GetAPIReader())
-	pods := NewPodMutator(cfg, mgr.GetClient(), dns, opts.Version)
+	dns := clusterview.NewClusterDNS(cfg, mgr.GetAPIReader())
+	pods := webhook.NewPodMutator(cfg, mgr.GetClient(), dns, opts.Version)
 	pods.LiveReader = mgr.GetAPIReader()
-	mgr.GetWebhookServer().Register(MutatePodPath, &crwebhook.Admission{Handler: pods})
+	mgr.GetWebhookServer().Register(webhook.MutatePodPath, &crwebhook.Admission{Handler: pods})
 
 	// The conflict detector and the Service selector guard register their
 	// own handlers, caches and readiness checks (ready once synced). The
 	// detector wraps the guard's Service handler so that it sees every
 	// Service update, also those the guard skips.
-	detector, err := conflicts.Setup(mgr, cfg)
+	detector, err := ctrlconflicts.Setup(mgr, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("setting up the conflict detector: %w", err)
 	}
-	guard, err := serviceguard.Setup(mgr, cfg, detector.WrapServiceHandler)
+	conflicts.Setup(mgr, detector)
+	view, err := setupServiceGuard(mgr, cfg, conflicts.WrapServiceHandler(detector))
 	if err != nil {
 		return nil, fmt.Errorf("setting up the service guard: %w", err)
 	}
@@ -142,7 +151,42 @@ func setup(mgr *serving.Manager, opts Options, cfg *config.Config) (*serviceguar
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}
-	return guard, mgr.AddReadyzCheck("webhook-server", mgr.WebhookServer().StartedChecker())
+	return view, mgr.AddReadyzCheck("webhook-server", mgr.WebhookServer().StartedChecker())
+}
+
+// setupServiceGuard wires the Service selector guard into mgr: the lean
+// view of the cluster (clusterview.New), the live coverage check on it,
+// and the Service and workload admission handlers, the Service handler
+// wrapped by wrap.
+func setupServiceGuard(mgr manager.Manager, cfg *config.Config, wrap ...func(admission.Handler) admission.Handler) (*clusterview.Cache, error) {
+	view, err := clusterview.New(mgr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := coverage.Setup(mgr, view, cfg); err != nil {
+		return nil, err
+	}
+	services.Setup(mgr, view, cfg, wrap...)
+	return view, nil
+}
+
+// SetupReports adds the writer of the OpenReports Reports when they are
+// enabled; it reads the stores of view, the Service guard's view of the
+// cluster.
+func SetupReports(mgr *serving.Manager, view *clusterview.Cache, cfg *config.Config, version string) error {
+	if !cfg.Reports.Enabled {
+		return nil
+	}
+	log := ctrl.Log.WithName("reports")
+	if !cfg.ServiceGuard.Enabled {
+		log.Info("Reports need the Service guard's view of the cluster (serviceGuard.enabled); no Reports are written")
+		return nil
+	}
+	w, err := reports.New(mgr.GetConfig(), cfg, view.Stores(), view.Synced, mgr.Leads, version, log)
+	if err != nil {
+		return fmt.Errorf("setting up the Reports: %w", err)
+	}
+	return mgr.Add(w)
 }
 
 // modernTLS allows TLS 1.2 with forward-secret AEAD suites, and TLS 1.3.

@@ -1,4 +1,4 @@
-package serviceguard
+package clusterview
 
 import (
 	"runtime"

@@ -11,46 +11,13 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
 	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/controllers/conflicts/conflictstest"
 )
-
-var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-
-const (
-	specFields       = `{"f:spec":{"f:ports":{".":{},"k:{\"port\":80,\"protocol\":\"TCP\"}":{".":{},"f:port":{}}},"f:type":{}}}`
-	annotationFields = `{"f:metadata":{"f:annotations":{".":{},"f:example.com/owner":{}}}}`
-	statusFields     = `{"f:status":{"f:loadBalancer":{"f:ingress":{}}}}`
-)
-
-func entry(manager, subresource string, sec int, fields string) metav1.ManagedFieldsEntry {
-	return metav1.ManagedFieldsEntry{
-		Manager: manager, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "v1",
-		Time:       &metav1.Time{Time: t0.Add(time.Duration(sec) * time.Second)},
-		FieldsType: "FieldsV1", FieldsV1: &metav1.FieldsV1{Raw: []byte(fields)}, Subresource: subresource,
-	}
-}
-
-// version is Service ns/name at resourceVersion rv, after write rv by
-// annotationOwner and statusOwner ("" for none).
-func version(ns, name string, rv int, annotationOwner, statusOwner string) *corev1.Service {
-	managed := []metav1.ManagedFieldsEntry{entry("kubectl", "", 0, specFields)}
-	if annotationOwner != "" {
-		managed = append(managed, entry(annotationOwner, "", rv, annotationFields))
-	}
-	if statusOwner != "" {
-		managed = append(managed, entry(statusOwner, "status", rv, statusFields))
-	}
-	return &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-" + ns + "-" + name), ResourceVersion: strconv.Itoa(rv), ManagedFields: managed},
-		Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer},
-	}
-}
 
 func parseConfig(t *testing.T, yaml string) *config.Config {
 	t.Helper()
@@ -65,9 +32,9 @@ func parseConfig(t *testing.T, yaml string) *config.Config {
 // acting on every namespace but "ignored".
 func testDetector(t *testing.T, yaml string) (*Detector, *clocktesting.FakeClock, *events.FakeRecorder) {
 	t.Helper()
-	clk := clocktesting.NewFakeClock(t0)
+	clk := clocktesting.NewFakeClock(conflictstest.T0)
 	rec := events.NewFakeRecorder(100)
-	d := newDetector(parseConfig(t, yaml), clk, rec, logr.Discard())
+	d := New(parseConfig(t, yaml), clk, rec, logr.Discard())
 	d.selected = func(ns string) bool { return ns != "ignored" }
 	return d, clk, rec
 }
@@ -96,30 +63,12 @@ func drain(rec *events.FakeRecorder) []string {
 	}
 }
 
-// fight replays writes alternating between lb-a and lb-b on Service ns/name,
-// each taking the annotation and the status, one per second; it returns
-// the last version.
-func fight(d *Detector, clk *clocktesting.FakeClock, ns, name string, from, writes int) *corev1.Service {
-	prev := version(ns, name, from, "lb-a", "lb-a")
-	for i := 1; i <= writes; i++ {
-		owner := "lb-b"
-		if i%2 == 0 {
-			owner = "lb-a"
-		}
-		clk.Step(time.Second)
-		cur := version(ns, name, from+i, owner, owner)
-		d.onUpdate(prev, cur)
-		prev = cur
-	}
-	return prev
-}
-
 func TestDetectorReportsConflict(t *testing.T) {
 	d, clk, rec := testDetector(t, "conflicts:\n  flips: 4\n  window: 1m\n")
 	conflictsBefore := value(conflictsTotal)
 	takeoversBefore := value(takeoversTotal)
 
-	last := fight(d, clk, "web", "gateway", 1, 3)
+	last := conflictstest.Fight(d.EventHandler(), clk, "web", "gateway", 1, 3)
 	if evs := drain(rec); len(evs) != 0 || d.Warnings("web", "gateway") != nil {
 		t.Fatalf("reported after 3 takeovers, threshold 4: %q", evs)
 	}
@@ -127,7 +76,7 @@ func TestDetectorReportsConflict(t *testing.T) {
 		t.Fatalf("netguard_services_in_conflict = %v after 3 takeovers", got)
 	}
 
-	last = fight(d, clk, "web", "gateway", 4, 1)
+	last = conflictstest.Fight(d.EventHandler(), clk, "web", "gateway", 4, 1)
 	evs := drain(rec)
 	if len(evs) != 1 || !strings.HasPrefix(evs[0], "Warning ControllersConflict field managers lb-a and lb-b") {
 		t.Fatalf("Events at the threshold = %q, want one ControllersConflict", evs)
@@ -150,7 +99,7 @@ func TestDetectorReportsConflict(t *testing.T) {
 	}
 
 	// The fight goes on within the window: no Event per write.
-	fight(d, clk, "web", "gateway", 5, 10)
+	conflictstest.Fight(d.EventHandler(), clk, "web", "gateway", 5, 10)
 	if evs := drain(rec); len(evs) != 0 {
 		t.Errorf("Events while the conflict goes on = %q, want none within the window", evs)
 	}
@@ -172,7 +121,7 @@ func TestDetectorReportsConflict(t *testing.T) {
 
 func TestDetectorIgnoresUnselectedNamespaces(t *testing.T) {
 	d, clk, rec := testDetector(t, "conflicts:\n  flips: 2\n")
-	fight(d, clk, "ignored", "gateway", 1, 10)
+	conflictstest.Fight(d.EventHandler(), clk, "ignored", "gateway", 1, 10)
 	if evs := drain(rec); len(evs) != 0 || d.tracker.Len() != 0 {
 		t.Errorf("Events %q, %d tracked for a namespace netguard does not act on", evs, d.tracker.Len())
 	}
@@ -180,7 +129,7 @@ func TestDetectorIgnoresUnselectedNamespaces(t *testing.T) {
 
 func TestDetectorForgetsDeletedService(t *testing.T) {
 	d, clk, _ := testDetector(t, "conflicts:\n  flips: 2\n")
-	last := fight(d, clk, "web", "gateway", 1, 2)
+	last := conflictstest.Fight(d.EventHandler(), clk, "web", "gateway", 1, 2)
 	if d.Warnings("web", "gateway") == nil {
 		t.Fatal("no conflict after 2 takeovers, threshold 2")
 	}
@@ -204,53 +153,53 @@ func TestReview(t *testing.T) {
 	}{
 		"create, two load-balancer controllers": {
 			lbControllers: []string{"cloud", "metallb"},
-			svc:           version("web", "new", 1, "", ""),
+			svc:           conflictstest.Version("web", "new", 1, "", ""),
 			want:          []string{"spec.loadBalancerClass"},
 		},
 		"create with a class": {
 			lbControllers: []string{"cloud", "metallb"},
 			svc: func() *corev1.Service {
-				s := version("web", "new", 1, "", "")
+				s := conflictstest.Version("web", "new", 1, "", "")
 				s.Spec.LoadBalancerClass = ptr.To("metallb.io/metallb")
 				return s
 			}(),
 		},
 		"create in a namespace netguard does not act on": {
 			lbControllers: []string{"cloud", "metallb"},
-			svc:           version("ignored", "new", 1, "", ""),
+			svc:           conflictstest.Version("ignored", "new", 1, "", ""),
 		},
 		"create, one load-balancer controller": {
 			lbControllers: []string{"cloud"},
-			svc:           version("web", "new", 1, "", ""),
+			svc:           conflictstest.Version("web", "new", 1, "", ""),
 		},
 		"update of an existing LoadBalancer Service gets no hint": {
 			lbControllers: []string{"cloud", "metallb"},
-			old:           version("web", "new", 1, "", ""),
-			svc:           version("web", "new", 2, "lb-a", ""),
+			old:           conflictstest.Version("web", "new", 1, "", ""),
+			svc:           conflictstest.Version("web", "new", 2, "lb-a", ""),
 		},
 		"update of a Service in conflict, warn mode": {
 			mode: config.ConflictModeWarn, inConflict: true,
-			old:  version("web", "gateway", 100, "lb-a", "lb-a"),
-			svc:  version("web", "gateway", 101, "lb-b", "lb-a"),
+			old:  conflictstest.Version("web", "gateway", 100, "lb-a", "lb-a"),
+			svc:  conflictstest.Version("web", "gateway", 101, "lb-b", "lb-a"),
 			want: []string{"lb-a and lb-b keep taking fields"},
 		},
 		"deny mode denies a takeover": {
 			mode: config.ConflictModeDeny, inConflict: true,
-			old:        version("web", "gateway", 100, "lb-a", "lb-a"),
-			svc:        version("web", "gateway", 101, "lb-b", "lb-a"),
+			old:        conflictstest.Version("web", "gateway", 100, "lb-a", "lb-a"),
+			svc:        conflictstest.Version("web", "gateway", 101, "lb-b", "lb-a"),
 			wantDenied: true,
 			want:       []string{"lb-a and lb-b keep taking fields"},
 		},
 		"deny mode admits a write that takes nothing": {
 			mode: config.ConflictModeDeny, inConflict: true,
-			old:  version("web", "gateway", 100, "lb-a", "lb-a"),
-			svc:  version("web", "gateway", 101, "lb-a", "lb-a"),
+			old:  conflictstest.Version("web", "gateway", 100, "lb-a", "lb-a"),
+			svc:  conflictstest.Version("web", "gateway", 101, "lb-a", "lb-a"),
 			want: []string{"lb-a and lb-b keep taking fields"},
 		},
 		"deny mode admits writes to a Service not in conflict": {
 			mode: config.ConflictModeDeny,
-			old:  version("web", "gateway", 100, "lb-a", "lb-a"),
-			svc:  version("web", "gateway", 101, "lb-b", "lb-a"),
+			old:  conflictstest.Version("web", "gateway", 100, "lb-a", "lb-a"),
+			svc:  conflictstest.Version("web", "gateway", 101, "lb-b", "lb-a"),
 		},
 	}
 	for name, tc := range tests {
@@ -261,11 +210,11 @@ func TestReview(t *testing.T) {
 			}
 			d, clk, _ := testDetector(t, "conflicts:\n  flips: 2\n  mode: "+string(mode)+"\n")
 			for i, m := range tc.lbControllers {
-				s := version("elsewhere", "lb-"+strconv.Itoa(i), 1, "", m)
+				s := conflictstest.Version("elsewhere", "lb-"+strconv.Itoa(i), 1, "", m)
 				d.onAdd(s)
 			}
 			if tc.inConflict {
-				fight(d, clk, "web", "gateway", 1, 3)
+				conflictstest.Fight(d.EventHandler(), clk, "web", "gateway", 1, 3)
 			}
 			warnings, err := d.Review(tc.old, tc.svc)
 			if (err != nil) != tc.wantDenied {
@@ -295,7 +244,7 @@ func TestDisabledDetector(t *testing.T) {
 			if w := d.Warnings("web", "gateway"); w != nil {
 				t.Errorf("Warnings = %q", w)
 			}
-			if w, err := d.Review(nil, version("web", "gateway", 1, "", "")); w != nil || err != nil {
+			if w, err := d.Review(nil, conflictstest.Version("web", "gateway", 1, "", "")); w != nil || err != nil {
 				t.Errorf("Review = %q, %v", w, err)
 			}
 			if d.LoadBalancerControllers() != nil || d.Ready(nil) != nil {
@@ -332,7 +281,7 @@ func TestNamespaceSelected(t *testing.T) {
 }
 
 func TestTransformServiceKeepsWhatTheDetectorReads(t *testing.T) {
-	in := version("web", "gateway", 7, "lb-a", "lb-a")
+	in := conflictstest.Version("web", "gateway", 7, "lb-a", "lb-a")
 	in.Spec.LoadBalancerClass = ptr.To("x")
 	in.Spec.Selector = map[string]string{"app": "gateway"}
 	in.Annotations = map[string]string{"big": strings.Repeat("x", 1000)}
