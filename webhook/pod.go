@@ -1,6 +1,3 @@
-// Package webhook serves netguard's admission webhooks: the Pod mutator
-// (DNS hardening and the DNS sidecar) at /mutate-v1-pod, and wires the
-// Service selector guard at /validate-v1-service.
 package webhook
 
 import (

@@ -1,9 +1,3 @@
-// Package viewtest builds lean clusters for tests: real API objects passed
-// through clusterview's transforms into stores built like the informers'
-// (clusterview.NewStores), read through a clusterview.View. The tests of
-// clusterview, the Service handlers and the coverage check share it.
-//
-// It may import clusterview and what clusterview may import.
 package viewtest
 
 import (

@@ -1,9 +1,3 @@
-// Package conflictstest replays Service writes for the tests of the
-// conflict detector and of the admission handlers that ask it: Service
-// versions whose managedFields say who wrote what, and fights between two
-// load-balancer controllers.
-//
-// It imports no netguard package.
 package conflictstest
 
 import (
