@@ -101,7 +101,7 @@ func New(mgr manager.Manager, cfg *config.Config) (*Cache, error) {
 		return nil, fmt.Errorf("creating the service guard cache: %w", err)
 	}
 
-	g := &Cache{cache: c, rollouts: rollouts, byObject: map[client.Object]cache.Informer{}}
+	cv := &Cache{cache: c, rollouts: rollouts, byObject: map[client.Object]cache.Informer{}}
 	store := func(obj client.Object, indexers toolscache.Indexers) (toolscache.Indexer, error) {
 		inf, err := c.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
 		if err != nil {
@@ -116,8 +116,8 @@ func New(mgr manager.Manager, cfg *config.Config) (*Cache, error) {
 		if !ok {
 			return nil, fmt.Errorf("informer for %T has no indexer", obj)
 		}
-		g.informers = append(g.informers, inf)
-		g.byObject[obj] = inf
+		cv.informers = append(cv.informers, inf)
+		cv.byObject[obj] = inf
 		return si.GetIndexer(), nil
 	}
 	var s Stores
@@ -143,16 +143,16 @@ func New(mgr manager.Manager, cfg *config.Config) (*Cache, error) {
 			return nil, err
 		}
 	}
-	g.view = NewView(s)
-	g.stores = s
+	cv.view = NewView(s)
+	cv.stores = s
 
 	if err := mgr.Add(cacheRunnable{c}); err != nil {
 		return nil, fmt.Errorf("adding the service guard cache: %w", err)
 	}
-	if err := mgr.AddReadyzCheck(ReadyzName, g.Ready); err != nil {
+	if err := mgr.AddReadyzCheck(ReadyzName, cv.Ready); err != nil {
 		return nil, fmt.Errorf("adding the service guard readiness check: %w", err)
 	}
-	return g, nil
+	return cv, nil
 }
 
 // rolloutsAvailable reports whether Argo Rollouts' CRD is installed and
@@ -187,10 +187,10 @@ func (r cacheRunnable) Start(ctx context.Context) error { return r.cache.Start(c
 func (cacheRunnable) NeedLeaderElection() bool { return false }
 
 // Stores are the lean stores the view reads (zero when disabled).
-func (g *Cache) Stores() Stores { return g.stores }
+func (c *Cache) Stores() Stores { return c.stores }
 
 // View is the view of the cluster (nil when disabled).
-func (g *Cache) View() *View { return g.view }
+func (c *Cache) View() *View { return c.view }
 
 // Informers are the informers of the stores, by the object each watches:
 // a *corev1.Pod, *corev1.Service, *corev1.Namespace, *appsv1.ReplicaSet,
@@ -198,17 +198,17 @@ func (g *Cache) View() *View { return g.view }
 // watched, an *unstructured.Unstructured of RolloutGVK (none when
 // disabled). Read only; event handlers are added before the manager
 // starts.
-func (g *Cache) Informers() map[client.Object]cache.Informer { return g.byObject }
+func (c *Cache) Informers() map[client.Object]cache.Informer { return c.byObject }
 
 // WatchesRollouts reports whether Argo Rollouts are part of the view.
-func (g *Cache) WatchesRollouts() bool { return g.rollouts }
+func (c *Cache) WatchesRollouts() bool { return c.rollouts }
 
 // Synced reports whether every informer of the view has synced.
-func (g *Cache) Synced() bool {
-	if g.disabled {
+func (c *Cache) Synced() bool {
+	if c.disabled {
 		return true
 	}
-	for _, inf := range g.informers {
+	for _, inf := range c.informers {
 		if !inf.HasSynced() {
 			return false
 		}
@@ -218,16 +218,16 @@ func (g *Cache) Synced() bool {
 
 // WaitForSync blocks until the view has synced or ctx ends, and reports
 // whether it synced.
-func (g *Cache) WaitForSync(ctx context.Context) bool {
-	if g.disabled {
+func (c *Cache) WaitForSync(ctx context.Context) bool {
+	if c.disabled {
 		return true
 	}
-	return g.cache.WaitForCacheSync(ctx)
+	return c.cache.WaitForCacheSync(ctx)
 }
 
 // Ready is a healthz.Checker that fails until the view has synced.
-func (g *Cache) Ready(_ *http.Request) error {
-	if !g.Synced() {
+func (c *Cache) Ready(_ *http.Request) error {
+	if !c.Synced() {
 		return errors.New("service guard cache not synced")
 	}
 	return nil
