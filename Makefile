@@ -38,7 +38,7 @@ test: deps ## Run every test: lint, unit, envtest integration, chart and alerts,
 	  KUBEBUILDER_ASSETS=$$assets HELM=$$helm PROMTOOL=$$promtool FUZZTIME=$(FUZZTIME) hack/test.sh
 
 unit: ## Unit tests only (no control plane, no network namespaces).
-	$(GO) test -count=1 ./config/... ./policies/... ./webhook/... ./dnsproxy/... ./internal/... ./cmd/...
+	$(GO) test -count=1 ./config/... ./policies/... ./clusterview/... ./serving/... ./webhook/... ./controllers/... ./audit/... ./dnsproxy/... ./serve/... ./internal/... ./cmd/... ./hack/layout/
 
 integration: deps ## Integration tests against a real kube-apiserver and etcd.
 	@assets=$$(hack/envtest-assets.sh) && KUBEBUILDER_ASSETS=$$assets NETGUARD_REQUIRE_ENVTEST=1 $(GO) test -count=1 ./test/integration/...

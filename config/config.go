@@ -1,6 +1,3 @@
-// Package config holds netguard's settings: one YAML file, typed, with
-// defaults that give the documented behaviour when there is no file at all,
-// and validation whose errors name the offending field.
 package config
 
 import (

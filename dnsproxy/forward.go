@@ -24,7 +24,7 @@ type upstream struct {
 // putBuf once the reply is written. msg is modified while the query is
 // forwarded and restored before handle returns. It serves TCP clients,
 // and UDP clients off Linux; the Linux poll loop has its own copy of the
-// attempt policy in udp_linux.go.
+// attempt policy in udp_attempts_linux.go.
 func (p *Proxy) handle(msg []byte, proto int) ([]byte, *[]byte) {
 	var q query
 	switch err := parseQuery(msg, &q); err {

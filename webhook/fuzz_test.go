@@ -14,11 +14,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
 
+	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/policies/podpolicy"
 )
@@ -43,12 +45,12 @@ func FuzzPodAdmission(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", Labels: map[string]string{"netguard.io/inject": "enabled"}}}
-	scheme := Scheme()
+	scheme := clientgoscheme.Scheme
 	reader := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ns).Build()
 	nsInfo := podpolicy.NamespaceInfo{Name: ns.Name, Labels: ns.Labels}
 	cfg := config.Default()
 	cfg.DNS.Search.ClusterDNS = "10.96.0.10"
-	m := NewPodMutator(cfg, reader, NewClusterDNS(cfg, reader), "fuzz")
+	m := NewPodMutator(cfg, reader, clusterview.NewClusterDNS(cfg, reader), "fuzz")
 
 	handle := func(raw []byte) admission.Response {
 		return m.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
@@ -114,10 +116,10 @@ func FuzzAdmissionReview(f *testing.F) {
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`))
 	f.Add([]byte(`{`))
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", Labels: map[string]string{"netguard.io/inject": "enabled"}}}
-	scheme := Scheme()
+	scheme := clientgoscheme.Scheme
 	reader := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ns).Build()
 	cfg := config.Default()
-	handler := &webhook.Admission{Handler: NewPodMutator(cfg, reader, NewClusterDNS(cfg, reader), "fuzz")}
+	handler := &webhook.Admission{Handler: NewPodMutator(cfg, reader, clusterview.NewClusterDNS(cfg, reader), "fuzz")}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req := httptest.NewRequest(http.MethodPost, MutatePodPath, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")

@@ -11,9 +11,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
 )
 
@@ -21,11 +23,11 @@ import (
 // typical two-container pod.
 func BenchmarkHandlePod(b *testing.B) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", Labels: map[string]string{"netguard.io/inject": "enabled"}}}
-	scheme := Scheme()
+	scheme := clientgoscheme.Scheme
 	reader := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ns).Build()
 	cfg := config.Default()
 	cfg.DNS.Search.ClusterDNS = "10.96.0.10"
-	m := NewPodMutator(cfg, reader, NewClusterDNS(cfg, reader), "bench")
+	m := NewPodMutator(cfg, reader, clusterview.NewClusterDNS(cfg, reader), "bench")
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "api-", Namespace: "team", Labels: map[string]string{"app": "api"}}}
 	for _, name := range []string{"api", "nginx"} {
 		c := corev1.Container{Name: name, Image: "registry.example/" + name + ":1.4.2"}

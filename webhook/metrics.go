@@ -31,15 +31,11 @@ var (
 		Name: "netguard_webhook_errors_total",
 		Help: "Admission requests netguard could not process, by webhook and kind of error.",
 	}, []string{"webhook", "kind"})
-	clusterDNSKnown = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "netguard_cluster_dns_known",
-		Help: "1 when the cluster DNS IP is known (configured or discovered), else 0; search scrubbing needs it.",
-	})
 )
 
 func init() {
 	for _, r := range config.Resolvers {
 		podResolvers.WithLabelValues(string(r))
 	}
-	metrics.Registry.MustRegister(podMutations, podResolvers, podSkips, dnsProxySkips, webhookErrors, clusterDNSKnown)
+	metrics.Registry.MustRegister(podMutations, podResolvers, podSkips, dnsProxySkips, webhookErrors)
 }

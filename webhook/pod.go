@@ -1,6 +1,3 @@
-// Package webhook serves netguard's admission webhooks: the Pod mutator
-// (DNS hardening and the DNS sidecar) at /mutate-v1-pod, and wires the
-// Service selector guard at /validate-v1-service.
 package webhook
 
 import (
@@ -21,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	sigsjson "sigs.k8s.io/json"
 
+	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/policies/podpolicy"
 )
@@ -41,7 +39,7 @@ const MutatePodPath = "/mutate-v1-pod"
 type PodMutator struct {
 	Config     *config.Config
 	Reader     client.Reader // namespaces, through the manager's cache
-	ClusterDNS *ClusterDNS
+	ClusterDNS *clusterview.ClusterDNS
 	Version    string
 	// LiveReader, when set, reads a namespace the cache does not have yet:
 	// one created moments ago, or any created while the cache catches up
@@ -52,7 +50,7 @@ type PodMutator struct {
 var _ admission.Handler = (*PodMutator)(nil)
 
 // NewPodMutator returns a PodMutator.
-func NewPodMutator(cfg *config.Config, reader client.Reader, dns *ClusterDNS, version string) *PodMutator {
+func NewPodMutator(cfg *config.Config, reader client.Reader, dns *clusterview.ClusterDNS, version string) *PodMutator {
 	return &PodMutator{Config: cfg, Reader: reader, ClusterDNS: dns, Version: version}
 }
 

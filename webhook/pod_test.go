@@ -13,11 +13,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
 )
 
@@ -96,8 +98,8 @@ func TestPodWebhookRejectsBadRequests(t *testing.T) {
 // cache after an API server restart.
 func TestPodNamespaceMissingFromCache(t *testing.T) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", Labels: map[string]string{"netguard.io/inject": "enabled"}}}
-	emptyCache := fake.NewClientBuilder().WithScheme(Scheme()).Build()
-	live := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(ns).Build()
+	emptyCache := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).Build()
+	live := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(ns).Build()
 	cfg := config.Default()
 	cfg.DNS.Search.ClusterDNS = "10.96.0.10"
 	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
@@ -113,7 +115,7 @@ func TestPodNamespaceMissingFromCache(t *testing.T) {
 		{"no live reader", nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := NewPodMutator(cfg, emptyCache, NewClusterDNS(cfg, emptyCache), "test")
+			m := NewPodMutator(cfg, emptyCache, clusterview.NewClusterDNS(cfg, emptyCache), "test")
 			m.LiveReader = tc.live
 			resp := m.Handle(context.Background(), req)
 			if !resp.Allowed {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/netguard-io/netguard/internal/audit"
+	"github.com/netguard-io/netguard/audit"
 	"github.com/netguard-io/netguard/internal/version"
 )
 

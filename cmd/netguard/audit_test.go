@@ -7,7 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/netguard-io/netguard/internal/audit"
+	"github.com/netguard-io/netguard/audit"
 )
 
 func TestAuditExitStatus(t *testing.T) {

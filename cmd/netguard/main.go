@@ -1,5 +1,3 @@
-// Command netguard is a Kubernetes admission webhook that removes outages
-// caused by cluster networking defaults, and the tools around it.
 package main
 
 import (

@@ -16,17 +16,14 @@ import (
 
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/internal/version"
-	"github.com/netguard-io/netguard/webhook"
-	"github.com/netguard-io/netguard/webhook/certs"
-	"github.com/netguard-io/netguard/webhook/reports"
-	"github.com/netguard-io/netguard/webhook/serviceguard"
-	"github.com/netguard-io/netguard/webhook/serving"
+	"github.com/netguard-io/netguard/serve"
+	"github.com/netguard-io/netguard/serving/certs"
 )
 
 // serveOptions are the flags of `netguard serve`.
 type serveOptions struct {
 	*rootOptions
-	server     webhook.Options
+	server     serve.Options
 	kubeconfig string
 	zap        zap.Options
 	// selfManagedTLS is the CA and serving certificate netguard keeps
@@ -106,7 +103,7 @@ func runServe(ctx context.Context, opts *serveOptions, cfg *config.Config) error
 		return err
 	}
 	opts.server.Version = version.Get()
-	mgr, guard, err := webhook.NewManager(restCfg, opts.server, cfg)
+	mgr, view, err := serve.NewManager(restCfg, opts.server, cfg)
 	if err != nil {
 		return err
 	}
@@ -118,7 +115,7 @@ func runServe(ctx context.Context, opts *serveOptions, cfg *config.Config) error
 	if err != nil {
 		return err
 	}
-	if err := setupReports(mgr, guard, cfg, opts.server.Version); err != nil {
+	if err := serve.SetupReports(mgr, view, cfg, opts.server.Version); err != nil {
 		return err
 	}
 	// The bound addresses, also when a port was 0: scripts and tests that
@@ -140,22 +137,4 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 		return nil, fmt.Errorf("reading --kubeconfig %s: %w", kubeconfig, err)
 	}
 	return cfg, nil
-}
-
-// setupReports adds the writer of the OpenReports Reports when they are
-// enabled; it reads the Service guard's view of the cluster.
-func setupReports(mgr *serving.Manager, guard *serviceguard.Guard, cfg *config.Config, version string) error {
-	if !cfg.Reports.Enabled {
-		return nil
-	}
-	log := ctrl.Log.WithName("reports")
-	if !cfg.ServiceGuard.Enabled {
-		log.Info("Reports need the Service guard's view of the cluster (serviceGuard.enabled); no Reports are written")
-		return nil
-	}
-	w, err := reports.New(mgr.GetConfig(), cfg, guard.Stores(), guard.Synced, mgr.Leads, version, log)
-	if err != nil {
-		return fmt.Errorf("setting up the Reports: %w", err)
-	}
-	return mgr.Add(w)
 }

@@ -8,8 +8,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/netguard-io/netguard/config"
-	"github.com/netguard-io/netguard/webhook/certs"
-	"github.com/netguard-io/netguard/webhook/serving"
+	"github.com/netguard-io/netguard/serving"
+	"github.com/netguard-io/netguard/serving/certs"
 )
 
 // selfManagedTLSOptions are the flags of `netguard serve` for running

@@ -1,5 +1,5 @@
 // Command image builds netguard's container image without a container
-// engine (see internal/ociimage) and writes it as an OCI archive that
+// engine (see hack/ociimage) and writes it as an OCI archive that
 // `ctr images import`, `docker load` and `podman load` read. `make image`
 // runs it on bin/netguard. The Dockerfile builds the same image with an
 // engine.
@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/netguard-io/netguard/internal/ociimage"
+	"github.com/netguard-io/netguard/hack/ociimage"
 )
 
 func main() {

@@ -1,7 +1,3 @@
-// Package manifest reads multi-document Kubernetes YAML, finds the pod (or
-// pod template) inside each workload kind, and writes documents back with
-// only the pod changes applied, so fields netguard does not touch keep their
-// values.
 package manifest
 
 import (

@@ -1,4 +1,3 @@
-// Package testlog quiets controller-runtime's logging in tests and tools.
 package testlog
 
 import (

@@ -1,4 +1,3 @@
-// Package version reports the netguard build version.
 package version
 
 import "runtime/debug"

@@ -26,11 +26,11 @@ import (
 
 	"github.com/netguard-io/netguard/dnsproxy"
 	// What `netguard serve` links registers its collectors with
-	// controller-runtime's registry: the webhook packages (the pod webhook,
-	// and through it the Service guard and the conflict detector) and the
+	// controller-runtime's registry: the packages serve wires (the
+	// admission handlers, the controllers and the cluster view) and the
 	// serving certificate's metrics.
-	_ "github.com/netguard-io/netguard/webhook"
-	_ "github.com/netguard-io/netguard/webhook/certs"
+	_ "github.com/netguard-io/netguard/serve"
+	_ "github.com/netguard-io/netguard/serving/certs"
 )
 
 // notNetguards are the metrics the rules may use that netguard does not

@@ -32,10 +32,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/serve"
+	"github.com/netguard-io/netguard/serving"
 	ngwebhook "github.com/netguard-io/netguard/webhook"
-	"github.com/netguard-io/netguard/webhook/serviceguard"
-	"github.com/netguard-io/netguard/webhook/serving"
+	"github.com/netguard-io/netguard/webhook/services"
 )
 
 // TestAdmissionLatency measures Pod CREATE admission over TLS: netguard's
@@ -63,13 +65,13 @@ func TestServiceAdmissionLatency(t *testing.T) {
 		t.Skip("benchmark: set NETGUARD_BENCH=1 (make bench)")
 	}
 	w := cachedWorld(100_000, false)
-	add(w.stores.Namespaces, serviceguard.TransformNamespace, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "loki", Labels: map[string]string{"netguard.io/inject": "enabled"}}})
+	add(w.stores.Namespaces, clusterview.TransformNamespace, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "loki", Labels: map[string]string{"netguard.io/inject": "enabled"}}})
 	cfg, err := config.Parse(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	base, client := startServer(t, func(srv webhook.Server) {
-		srv.Register(serviceguard.ServicePath, &webhook.Admission{Handler: serviceguard.NewServiceHandler(w.view, cfg)})
+		srv.Register(services.ServicePath, &webhook.Admission{Handler: services.NewServiceHandler(w.view, cfg)})
 	})
 	t.Logf("cache: %d pods", w.pods)
 	for _, c := range []struct {
@@ -80,12 +82,12 @@ func TestServiceAdmissionLatency(t *testing.T) {
 		{"Service CREATE selecting both revisions (admitted)", serviceReview(t, admissionv1.Create, oldSelector, nil), true},
 		{"the outage's selector change (denied)", serviceReview(t, admissionv1.Update, newSelector, oldSelector), false},
 	} {
-		resp, err := review(client, base+serviceguard.ServicePath, c.body)
+		resp, err := review(client, base+services.ServicePath, c.body)
 		if err != nil || resp.Allowed != c.allowed {
 			t.Fatalf("%s: allowed=%v err=%v, want allowed=%v", c.name, resp != nil && resp.Allowed, err, c.allowed)
 		}
 		t.Logf("== %s", c.name)
-		compare(t, client, base, []string{"/noop", serviceguard.ServicePath}, c.body)
+		compare(t, client, base, []string{"/noop", services.ServicePath}, c.body)
 	}
 }
 
@@ -236,13 +238,13 @@ func startServer(t *testing.T, register func(webhook.Server)) (string, *http.Cli
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 
-	scheme := ngwebhook.Scheme()
+	scheme := serve.Scheme()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team", Labels: map[string]string{"netguard.io/inject": "enabled"}}}
 	reader := fake.NewClientBuilder().WithScheme(scheme).WithObjects(ns).Build()
 	cfg := config.Default()
 	cfg.DNS.Search.ClusterDNS = "10.96.0.10"
 	srv := serving.NewWebhookServer(l, dir)
-	srv.Register(ngwebhook.MutatePodPath, &webhook.Admission{Handler: ngwebhook.NewPodMutator(cfg, reader, ngwebhook.NewClusterDNS(cfg, reader), "bench")})
+	srv.Register(ngwebhook.MutatePodPath, &webhook.Admission{Handler: ngwebhook.NewPodMutator(cfg, reader, clusterview.NewClusterDNS(cfg, reader), "bench")})
 	srv.Register("/noop", &webhook.Admission{Handler: admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
 		return admission.Allowed("")
 	})})

@@ -33,9 +33,10 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/policies/selectorguard"
-	"github.com/netguard-io/netguard/webhook/serviceguard"
+	"github.com/netguard-io/netguard/webhook/services"
 )
 
 // The incident's Service update, as selectors.
@@ -47,13 +48,13 @@ var (
 // world is a synthetic cluster in the production stores: every object went
 // through the production transform and indexes.
 type world struct {
-	stores serviceguard.Stores
-	view   *serviceguard.ClusterView
+	stores clusterview.Stores
+	view   *clusterview.View
 	pods   int
 }
 
 type worldBuilder struct {
-	s   serviceguard.Stores
+	s   clusterview.Stores
 	uid int
 	n   int
 }
@@ -100,7 +101,7 @@ func (w *worldBuilder) deployment(ns, name string, labels []map[string]string, h
 		Spec:       appsv1.DeploymentSpec{Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels[len(labels)-1]}}},
 		Status:     appsv1.DeploymentStatus{ObservedGeneration: int64(len(hashes))},
 	}
-	add(w.s.Deployments, serviceguard.TransformDeployment, d)
+	add(w.s.Deployments, clusterview.TransformDeployment, d)
 	for i, hash := range hashes {
 		l := with(labels[i], "pod-template-hash", hash)
 		rs := &appsv1.ReplicaSet{
@@ -111,9 +112,9 @@ func (w *worldBuilder) deployment(ns, name string, labels []map[string]string, h
 			},
 			Spec: appsv1.ReplicaSetSpec{Replicas: ptr.To(int32(counts[i])), Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: l}}},
 		}
-		add(w.s.ReplicaSets, serviceguard.TransformReplicaSet, rs)
+		add(w.s.ReplicaSets, clusterview.TransformReplicaSet, rs)
 		for p := range counts[i] {
-			add(w.s.Pods, serviceguard.TransformPod, &corev1.Pod{
+			add(w.s.Pods, clusterview.TransformPod, &corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{
 					Namespace: ns, Name: fmt.Sprintf("%s-%05d", rs.Name, p), UID: w.nextUID(), ResourceVersion: "1",
 					Labels: l, OwnerReferences: ownedBy("apps/v1", "ReplicaSet", rs.Name, rs.UID),
@@ -144,7 +145,7 @@ func with(base map[string]string, kv ...string) map[string]string {
 // dense puts them all in loki, so the Service's own namespace is as big as
 // the cluster.
 func buildWorld(pods int, dense bool) *world {
-	w := &worldBuilder{s: serviceguard.NewStores(false)}
+	w := &worldBuilder{s: clusterview.NewStores(false)}
 	old := podLabels("loki", "loki", "distributor")
 	w.deployment("loki", "distributor", []map[string]string{old, with(old, "gossip_ring_member", "true")}, []string{"5b6c4d", "7d9f8c"}, []int{124, 16})
 	w.deployment("loki", "querier", []map[string]string{podLabels("loki", "loki", "querier")}, []string{"6c7d8e"}, []int{50})
@@ -162,7 +163,7 @@ func buildWorld(pods int, dense bool) *world {
 			w.deployment(ns, app, []map[string]string{l}, []string{"cccccc"}, []int{50})
 		}
 	}
-	return &world{stores: w.s, view: serviceguard.NewClusterView(w.s), pods: w.n}
+	return &world{stores: w.s, view: clusterview.NewView(w.s), pods: w.n}
 }
 
 var (
@@ -192,7 +193,7 @@ func service(sel map[string]string) *corev1.Service {
 
 // scanView is the baseline: the same rules over a view without indexes,
 // which reads every pod of the cluster on each check.
-type scanView struct{ s serviceguard.Stores }
+type scanView struct{ s clusterview.Stores }
 
 func (v scanView) Workloads(namespace string, selectors ...map[string]string) []selectorguard.Workload {
 	type key struct{ kind, name string }
@@ -200,7 +201,7 @@ func (v scanView) Workloads(namespace string, selectors ...map[string]string) []
 	involved := map[key]bool{}
 	var order []key
 	for _, obj := range v.s.Pods.List() {
-		p := obj.(*serviceguard.Pod)
+		p := obj.(*clusterview.Pod)
 		if p.Namespace != namespace {
 			continue
 		}
@@ -366,12 +367,12 @@ func BenchmarkSelectorReview(b *testing.B) {
 		b.Run(fmt.Sprintf("pods=%d", pods), func(b *testing.B) {
 			w := cachedWorld(pods, false)
 			nsStore := w.stores.Namespaces
-			add(nsStore, serviceguard.TransformNamespace, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "loki", Labels: map[string]string{"netguard.io/inject": "enabled"}}})
+			add(nsStore, clusterview.TransformNamespace, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "loki", Labels: map[string]string{"netguard.io/inject": "enabled"}}})
 			cfg, err := config.Parse(nil)
 			if err != nil {
 				b.Fatal(err)
 			}
-			h := &webhook.Admission{Handler: serviceguard.NewServiceHandler(w.view, cfg)}
+			h := &webhook.Admission{Handler: services.NewServiceHandler(w.view, cfg)}
 			raw := func(o any) k8sruntime.RawExtension {
 				j, _ := json.Marshal(o)
 				return k8sruntime.RawExtension{Raw: j}
@@ -385,7 +386,7 @@ func BenchmarkSelectorReview(b *testing.B) {
 			})
 			serve := func() *admissionv1.AdmissionResponse {
 				rec := httptest.NewRecorder()
-				req := httptest.NewRequest(http.MethodPost, serviceguard.ServicePath, bytes.NewReader(body))
+				req := httptest.NewRequest(http.MethodPost, services.ServicePath, bytes.NewReader(body))
 				req.Header.Set("Content-Type", "application/json")
 				h.ServeHTTP(rec, req)
 				var review admissionv1.AdmissionReview
@@ -447,14 +448,14 @@ func BenchmarkSelectorCacheMemory(b *testing.B) {
 		runtime.KeepAlive(store)
 		return float64(after.HeapAlloc-before.HeapAlloc) / n
 	}
-	lean := func() toolscache.Indexer { return serviceguard.NewStores(false).Pods }
+	lean := func() toolscache.Indexer { return clusterview.NewStores(false).Pods }
 	full := func() toolscache.Indexer {
 		return toolscache.NewIndexer(toolscache.DeletionHandlingMetaNamespaceKeyFunc, toolscache.Indexers{toolscache.NamespaceIndex: toolscache.MetaNamespaceIndexFunc})
 	}
 	identity := func(obj any) (any, error) { return obj, nil }
 	// One measurement per run, whatever -benchtime says: the loop only
 	// satisfies the benchmark harness.
-	leanPer := measure(lean, serviceguard.TransformPod)
+	leanPer := measure(lean, clusterview.TransformPod)
 	fullPer := measure(full, identity)
 	for b.Loop() {
 	}

@@ -24,8 +24,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/netguard-io/netguard/controllers/reports"
 	"github.com/netguard-io/netguard/test/framework"
-	"github.com/netguard-io/netguard/webhook/reports"
 )
 
 // permission is one verb on one resource, granted by one rule of one of

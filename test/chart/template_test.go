@@ -24,7 +24,7 @@ import (
 	"github.com/netguard-io/netguard/internal/memlimit"
 	ngwebhook "github.com/netguard-io/netguard/webhook"
 	"github.com/netguard-io/netguard/webhook/conflicts"
-	"github.com/netguard-io/netguard/webhook/serviceguard"
+	"github.com/netguard-io/netguard/webhook/services"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -528,8 +528,8 @@ func checkInvariants(t *testing.T, r rendered) {
 	// exist exactly when their feature is on.
 	wantPaths := map[string]string{}
 	if r.config.ServiceGuard.Enabled {
-		wantPaths["services.netguard.io"] = serviceguard.ServicePath
-		wantPaths["workloads.netguard.io"] = serviceguard.WorkloadPath
+		wantPaths["services.netguard.io"] = services.ServicePath
+		wantPaths["workloads.netguard.io"] = services.WorkloadPath
 	}
 	if r.config.Conflicts.Enabled {
 		wantPaths["service-status.netguard.io"] = conflicts.StatusPath

@@ -20,9 +20,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/netguard-io/netguard/serve"
 	"github.com/netguard-io/netguard/test/ports"
 	"github.com/netguard-io/netguard/webhook"
-	"github.com/netguard-io/netguard/webhook/serviceguard"
+	"github.com/netguard-io/netguard/webhook/services"
 )
 
 // apiServerStopTimeout bounds a graceful kube-apiserver stop.
@@ -72,7 +73,7 @@ func StartControlPlaneWith(opts ControlPlaneOptions) (cp *ControlPlane, err erro
 		return nil, fmt.Errorf("KUBEBUILDER_ASSETS is not set: %s", AssetsHint)
 	}
 	env := &envtest.Environment{
-		Scheme:                   webhook.Scheme(),
+		Scheme:                   serve.Scheme(),
 		ErrorIfCRDPathMissing:    true,
 		WebhookInstallOptions:    envtest.WebhookInstallOptions{LocalServingHost: "127.0.0.1"},
 		ControlPlaneStopTimeout:  0,
@@ -236,7 +237,7 @@ func createOrReplace(ctx context.Context, c client.Client, obj client.Object) er
 // exited, waits until the API server calls s through it. Every server
 // StartServer starts later is given it too.
 func (cp *ControlPlane) InstallServiceWebhook(ctx context.Context, s *Server, failure admissionregv1.FailurePolicyType, mode NamespaceMode) error {
-	cfg := ServiceWebhookConfiguration(s.WebhookURL(serviceguard.ServicePath), cp.CAData, failure, mode)
+	cfg := ServiceWebhookConfiguration(s.WebhookURL(services.ServicePath), cp.CAData, failure, mode)
 	if err := createOrReplace(ctx, cp.Client, cfg); err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/netguard-io/netguard/webhook"
-	"github.com/netguard-io/netguard/webhook/serviceguard"
+	"github.com/netguard-io/netguard/webhook/services"
 )
 
 // The kinds of webhook configuration netguard has (for WaitCalled).
@@ -108,7 +108,7 @@ func (cp *ControlPlane) WaitCalled(ctx context.Context, s *Server, kind string) 
 		}
 	}
 	if kind == KindValidating {
-		path, trigger = serviceguard.ServicePath, func(name string) client.Object {
+		path, trigger = services.ServicePath, func(name string) client.Object {
 			return &corev1.Service{
 				ObjectMeta: metav1.ObjectMeta{Namespace: probeNamespace, Name: name},
 				Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "probe"}, Ports: []corev1.ServicePort{{Port: 80}}},

@@ -26,7 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
-	"github.com/netguard-io/netguard/internal/audit"
+	"github.com/netguard-io/netguard/audit"
 	"github.com/netguard-io/netguard/policies/podpolicy"
 )
 

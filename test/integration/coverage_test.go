@@ -9,7 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/netguard-io/netguard/webhook/serviceguard"
+	"github.com/netguard-io/netguard/controllers/coverage"
 )
 
 // coverageEvents returns the live coverage check's Events on a Service.
@@ -21,7 +21,7 @@ func coverageEvents(t *testing.T, ns, name string) []corev1.Event {
 	}
 	var out []corev1.Event
 	for _, e := range list.Items {
-		if (e.Reason == serviceguard.PartialRolloutReason || e.Reason == serviceguard.EndedReason) && e.InvolvedObject.Name == name {
+		if (e.Reason == coverage.PartialRolloutReason || e.Reason == coverage.EndedReason) && e.InvolvedObject.Name == name {
 			out = append(out, e)
 		}
 	}
@@ -59,8 +59,8 @@ func TestLiveCoverageOfARollout(t *testing.T) {
 		t.Fatalf("netguard_services_partial_rollout = %v with this Service reported", partial)
 	}
 	evs := coverageEvents(t, ns, "api")
-	if len(evs) != 1 || evs[0].Type != corev1.EventTypeWarning || evs[0].Reason != serviceguard.PartialRolloutReason {
-		t.Fatalf("Events: %v, want one Warning %s", evs, serviceguard.PartialRolloutReason)
+	if len(evs) != 1 || evs[0].Type != corev1.EventTypeWarning || evs[0].Reason != coverage.PartialRolloutReason {
+		t.Fatalf("Events: %v, want one Warning %s", evs, coverage.PartialRolloutReason)
 	}
 	for _, want := range []string{"selector matches 4 of 7 pods of Deployment " + ns + "/api", "only revision aaaaaa", "3 pods of revision bbbbbb lack track=stable"} {
 		if !strings.Contains(evs[0].Message, want) {
@@ -76,10 +76,10 @@ func TestLiveCoverageOfARollout(t *testing.T) {
 	waitForMetric(t, "netguard_services_partial_rollout", partial-1)
 	evs = coverageEvents(t, ns, "api")
 	ended := evs[0]
-	if ended.Reason != serviceguard.EndedReason {
+	if ended.Reason != coverage.EndedReason {
 		ended = evs[1]
 	}
-	if ended.Type != corev1.EventTypeNormal || ended.Reason != serviceguard.EndedReason {
-		t.Errorf("Events after the rollback: %v, want a Normal %s", evs, serviceguard.EndedReason)
+	if ended.Type != corev1.EventTypeNormal || ended.Reason != coverage.EndedReason {
+		t.Errorf("Events after the rollback: %v, want a Normal %s", evs, coverage.EndedReason)
 	}
 }

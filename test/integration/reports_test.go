@@ -24,10 +24,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/netguard-io/netguard/audit"
+	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
-	"github.com/netguard-io/netguard/internal/audit"
-	"github.com/netguard-io/netguard/webhook/reports"
-	"github.com/netguard-io/netguard/webhook/serviceguard"
+	"github.com/netguard-io/netguard/controllers/reports"
 )
 
 // installOpenReports installs the OpenReports CRDs from the module netguard
@@ -209,10 +209,10 @@ func (l *requestLog) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // liveStores fills a lean view as netguard serve's informers hold it.
-func liveStores(t *testing.T) serviceguard.Stores {
+func liveStores(t *testing.T) clusterview.Stores {
 	t.Helper()
 	ctx := context.Background()
-	stores := serviceguard.NewStores(false)
+	stores := clusterview.NewStores(false)
 	fill := func(list client.ObjectList, store toolscache.Indexer, transform toolscache.TransformFunc) {
 		if err := k8s.List(ctx, list); err != nil {
 			t.Fatal(err)
@@ -231,13 +231,13 @@ func liveStores(t *testing.T) serviceguard.Stores {
 			}
 		}
 	}
-	fill(&corev1.NamespaceList{}, stores.Namespaces, serviceguard.TransformNamespace)
-	fill(&corev1.PodList{}, stores.Pods, serviceguard.TransformPod)
-	fill(&corev1.ServiceList{}, stores.Services, serviceguard.TransformService)
-	fill(&appsv1.ReplicaSetList{}, stores.ReplicaSets, serviceguard.TransformReplicaSet)
-	fill(&appsv1.DeploymentList{}, stores.Deployments, serviceguard.TransformDeployment)
-	fill(&appsv1.StatefulSetList{}, stores.StatefulSets, serviceguard.TransformStatefulSet)
-	fill(&appsv1.DaemonSetList{}, stores.DaemonSets, serviceguard.TransformDaemonSet)
+	fill(&corev1.NamespaceList{}, stores.Namespaces, clusterview.TransformNamespace)
+	fill(&corev1.PodList{}, stores.Pods, clusterview.TransformPod)
+	fill(&corev1.ServiceList{}, stores.Services, clusterview.TransformService)
+	fill(&appsv1.ReplicaSetList{}, stores.ReplicaSets, clusterview.TransformReplicaSet)
+	fill(&appsv1.DeploymentList{}, stores.Deployments, clusterview.TransformDeployment)
+	fill(&appsv1.StatefulSetList{}, stores.StatefulSets, clusterview.TransformStatefulSet)
+	fill(&appsv1.DaemonSetList{}, stores.DaemonSets, clusterview.TransformDaemonSet)
 	return stores
 }
 

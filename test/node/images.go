@@ -8,7 +8,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/netguard-io/netguard/internal/ociimage"
+	"github.com/netguard-io/netguard/hack/ociimage"
 	"github.com/netguard-io/netguard/test/musl"
 )
 

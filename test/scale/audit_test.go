@@ -16,7 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/netguard-io/netguard/internal/audit"
+	"github.com/netguard-io/netguard/audit"
 )
 
 // auditTimeout bounds one audit process.

@@ -9,7 +9,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	ctrlconflicts "github.com/netguard-io/netguard/controllers/conflicts"
 )
 
 // StatusPath is the ValidatingWebhookConfiguration path for UPDATEs of the
@@ -18,19 +22,25 @@ import (
 // webhook's handler (WrapServiceHandler).
 const StatusPath = "/validate-v1-service-status"
 
+// Setup registers the StatusHandler of d at StatusPath on mgr's webhook
+// server. A disabled d (the conflict detector off) admits everything.
+func Setup(mgr manager.Manager, d *ctrlconflicts.Detector) {
+	mgr.GetWebhookServer().Register(StatusPath, &webhook.Admission{Handler: NewStatusHandler(d)})
+}
+
 // StatusHandler reviews Service status updates: a warning while the
 // Service is in conflict (client-go logs it in the controller that wrote)
 // and, in deny mode, the denial of a write that takes the status from
 // another manager in the conflict.
 type StatusHandler struct {
-	detector *Detector
+	detector *ctrlconflicts.Detector
 	decoder  admission.Decoder
 }
 
 var _ admission.Handler = (*StatusHandler)(nil)
 
 // NewStatusHandler returns the status handler of d.
-func NewStatusHandler(d *Detector) *StatusHandler {
+func NewStatusHandler(d *ctrlconflicts.Detector) *StatusHandler {
 	return &StatusHandler{detector: d, decoder: admission.NewDecoder(clientgoscheme.Scheme)}
 }
 
@@ -39,7 +49,7 @@ func (h *StatusHandler) Handle(ctx context.Context, req admission.Request) admis
 	if req.Kind.Group != "" || req.Kind.Kind != "Service" || req.SubResource != "status" || req.Operation != admissionv1.Update {
 		return admission.Allowed("not an update of a Service's status")
 	}
-	if !h.detector.enabled() || !h.detector.selected(req.Namespace) {
+	if !h.detector.Enabled() || !h.detector.Selected(req.Namespace) {
 		return admission.Allowed("")
 	}
 	svc, old := &corev1.Service{}, &corev1.Service{}
@@ -59,17 +69,21 @@ func (h *StatusHandler) Handle(ctx context.Context, req admission.Request) admis
 	return admission.Allowed("").WithWarnings(warnings...)
 }
 
-// WrapServiceHandler returns the Service webhook's handler with the
-// detector in front: for a CREATE or UPDATE of a Service it runs Review
-// and, when Review denies (deny mode), answers with the denial without
-// calling next; otherwise it calls next and adds Review's warnings to its
-// response. Other requests, and everything while the detector is
-// disabled, go to next unchanged. A request the wrapper cannot decode is
-// left to next, which reports it.
-func (d *Detector) WrapServiceHandler(next admission.Handler) admission.Handler {
+// WrapServiceHandler returns a wrapper of the Service webhook's handler
+// that puts detector d in front: for a CREATE or UPDATE of a Service it
+// runs d's Review and, when Review denies (deny mode), answers with the
+// denial without calling next; otherwise it calls next and adds Review's
+// warnings to its response. Other requests, and everything while the
+// detector is disabled, go to next unchanged. A request the wrapper cannot
+// decode is left to next, which reports it.
+func WrapServiceHandler(d *ctrlconflicts.Detector) func(next admission.Handler) admission.Handler {
+	return func(next admission.Handler) admission.Handler { return wrapServiceHandler(d, next) }
+}
+
+func wrapServiceHandler(d *ctrlconflicts.Detector, next admission.Handler) admission.Handler {
 	decoder := admission.NewDecoder(clientgoscheme.Scheme)
 	return admission.HandlerFunc(func(ctx context.Context, req admission.Request) admission.Response {
-		if !d.enabled() || req.Kind.Group != "" || req.Kind.Kind != "Service" || req.SubResource != "" ||
+		if !d.Enabled() || req.Kind.Group != "" || req.Kind.Kind != "Service" || req.SubResource != "" ||
 			(req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
 			return next.Handle(ctx, req)
 		}

@@ -6,12 +6,31 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/netguard-io/netguard/config"
+	ctrlconflicts "github.com/netguard-io/netguard/controllers/conflicts"
+	"github.com/netguard-io/netguard/controllers/conflicts/conflictstest"
 )
+
+// testDetector is a detector on a fake clock, acting on every namespace
+// but "ignored".
+func testDetector(t *testing.T, yaml string) (*ctrlconflicts.Detector, *clocktesting.FakeClock) {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml + "namespaces: {mode: cluster-wide, exclude: [ignored]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clocktesting.NewFakeClock(conflictstest.T0)
+	return ctrlconflicts.New(cfg, clk, events.NewFakeRecorder(100), logr.Discard()), clk
+}
 
 func raw(t *testing.T, svc *corev1.Service) runtime.RawExtension {
 	t.Helper()
@@ -41,10 +60,10 @@ func statusRequest(t *testing.T, ns string, op admissionv1.Operation, subresourc
 }
 
 func TestStatusHandler(t *testing.T) {
-	d, clk, _ := testDetector(t, "conflicts:\n  flips: 2\n  mode: deny\n")
-	fight(d, clk, "web", "gateway", 1, 3) // lb-b, lb-a, lb-b: lb-b owns both now
+	d, clk := testDetector(t, "conflicts:\n  flips: 2\n  mode: deny\n")
+	conflictstest.Fight(d.EventHandler(), clk, "web", "gateway", 1, 3) // lb-b, lb-a, lb-b: lb-b owns both now
 	h := NewStatusHandler(d)
-	byB := version("web", "gateway", 100, "lb-b", "lb-b")
+	byB := conflictstest.Version("web", "gateway", 100, "lb-b", "lb-b")
 	tests := map[string]struct {
 		req         admission.Request
 		wantAllowed bool
@@ -52,19 +71,19 @@ func TestStatusHandler(t *testing.T) {
 		wantCode    int32
 	}{
 		"lb-a takes the status back": {
-			req:         statusRequest(t, "web", admissionv1.Update, "status", byB, version("web", "gateway", 101, "lb-b", "lb-a")),
+			req:         statusRequest(t, "web", admissionv1.Update, "status", byB, conflictstest.Version("web", "gateway", 101, "lb-b", "lb-a")),
 			wantWarning: true,
 		},
 		"lb-b, the owner, writes": {
-			req:         statusRequest(t, "web", admissionv1.Update, "status", byB, version("web", "gateway", 101, "lb-b", "lb-b")),
+			req:         statusRequest(t, "web", admissionv1.Update, "status", byB, conflictstest.Version("web", "gateway", 101, "lb-b", "lb-b")),
 			wantAllowed: true, wantWarning: true,
 		},
 		"namespace not selected": {
-			req:         statusRequest(t, "ignored", admissionv1.Update, "status", byB, version("ignored", "gateway", 101, "lb-b", "lb-a")),
+			req:         statusRequest(t, "ignored", admissionv1.Update, "status", byB, conflictstest.Version("ignored", "gateway", 101, "lb-b", "lb-a")),
 			wantAllowed: true,
 		},
 		"not the status subresource": {
-			req:         statusRequest(t, "web", admissionv1.Update, "", byB, version("web", "gateway", 101, "lb-b", "lb-a")),
+			req:         statusRequest(t, "web", admissionv1.Update, "", byB, conflictstest.Version("web", "gateway", 101, "lb-b", "lb-a")),
 			wantAllowed: true,
 		},
 		"undecodable object": {
@@ -99,44 +118,44 @@ func TestStatusHandler(t *testing.T) {
 }
 
 func TestStatusHandlerDisabled(t *testing.T) {
-	h := NewStatusHandler(&Detector{})
-	old := version("web", "gateway", 1, "lb-a", "lb-a")
-	resp := h.Handle(context.Background(), statusRequest(t, "web", admissionv1.Update, "status", old, version("web", "gateway", 2, "lb-a", "lb-b")))
+	h := NewStatusHandler(&ctrlconflicts.Detector{})
+	old := conflictstest.Version("web", "gateway", 1, "lb-a", "lb-a")
+	resp := h.Handle(context.Background(), statusRequest(t, "web", admissionv1.Update, "status", old, conflictstest.Version("web", "gateway", 2, "lb-a", "lb-b")))
 	if !resp.Allowed || len(resp.Warnings) != 0 {
 		t.Errorf("disabled detector: %+v", resp)
 	}
 }
 
 func TestWrapServiceHandler(t *testing.T) {
-	d, clk, _ := testDetector(t, "conflicts:\n  flips: 2\n  mode: deny\n")
-	fight(d, clk, "web", "gateway", 1, 3) // lb-b owns the annotation and the status
+	d, clk := testDetector(t, "conflicts:\n  flips: 2\n  mode: deny\n")
+	conflictstest.Fight(d.EventHandler(), clk, "web", "gateway", 1, 3) // lb-b owns the annotation and the status
 	calls := 0
 	next := admission.HandlerFunc(func(context.Context, admission.Request) admission.Response {
 		calls++
 		return admission.Allowed("").WithWarnings("from the selector guard")
 	})
-	h := d.WrapServiceHandler(next)
-	byB := version("web", "gateway", 100, "lb-b", "lb-b")
+	h := WrapServiceHandler(d)(next)
+	byB := conflictstest.Version("web", "gateway", 100, "lb-b", "lb-b")
 	tests := map[string]struct {
 		req          admission.Request
 		wantDenied   bool
 		wantWarnings []string // substrings, in order
 	}{
 		"lb-a takes the annotation back": {
-			req:          statusRequest(t, "web", admissionv1.Update, "", byB, version("web", "gateway", 101, "lb-a", "lb-b")),
+			req:          statusRequest(t, "web", admissionv1.Update, "", byB, conflictstest.Version("web", "gateway", 101, "lb-a", "lb-b")),
 			wantDenied:   true,
 			wantWarnings: []string{"keep taking fields"},
 		},
 		"lb-b, the owner, writes": {
-			req:          statusRequest(t, "web", admissionv1.Update, "", byB, version("web", "gateway", 101, "lb-b", "lb-b")),
+			req:          statusRequest(t, "web", admissionv1.Update, "", byB, conflictstest.Version("web", "gateway", 101, "lb-b", "lb-b")),
 			wantWarnings: []string{"from the selector guard", "keep taking fields"},
 		},
 		"a new LoadBalancer Service, after lb-a and lb-b wrote status": {
-			req:          statusRequest(t, "web", admissionv1.Create, "", nil, version("web", "other", 1, "", "")),
+			req:          statusRequest(t, "web", admissionv1.Create, "", nil, conflictstest.Version("web", "other", 1, "", "")),
 			wantWarnings: []string{"from the selector guard", "without spec.loadBalancerClass, and 2 load-balancer controllers"},
 		},
 		"status subresource is not the Service handler's": {
-			req:          statusRequest(t, "web", admissionv1.Update, "status", byB, version("web", "gateway", 101, "lb-b", "lb-a")),
+			req:          statusRequest(t, "web", admissionv1.Update, "status", byB, conflictstest.Version("web", "gateway", 101, "lb-b", "lb-a")),
 			wantWarnings: []string{"from the selector guard"},
 		},
 		"undecodable object goes to next": {
@@ -171,7 +190,7 @@ func TestWrapServiceHandler(t *testing.T) {
 
 	// Disabled: next alone.
 	calls = 0
-	resp := (&Detector{}).WrapServiceHandler(next).Handle(context.Background(), tests["lb-a takes the annotation back"].req)
+	resp := WrapServiceHandler(&ctrlconflicts.Detector{})(next).Handle(context.Background(), tests["lb-a takes the annotation back"].req)
 	if !resp.Allowed || calls != 1 || len(resp.Warnings) != 1 {
 		t.Errorf("disabled detector: %+v, %d calls", resp, calls)
 	}

@@ -29,7 +29,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/netguard-io/netguard/internal/ociimage"
+	"github.com/netguard-io/netguard/hack/ociimage"
 	"github.com/netguard-io/netguard/policies/podpolicy"
 	"github.com/netguard-io/netguard/test/node"
 )

@@ -1,0 +1,5 @@
+package serve
+
+import "github.com/netguard-io/netguard/internal/testlog"
+
+func init() { testlog.Discard() }

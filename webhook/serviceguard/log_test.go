@@ -1,5 +1,0 @@
-package serviceguard
-
-import "github.com/netguard-io/netguard/internal/testlog"
-
-func init() { testlog.Discard() }
