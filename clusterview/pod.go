@@ -1,6 +1,7 @@
 package clusterview
 
 import (
+	"maps"
 	"slices"
 	"strings"
 
@@ -69,6 +70,14 @@ func (p *Pod) Labels() map[string]string {
 // but labels that name one pod get a set of their own, so false does not
 // mean that the labels differ.
 func (p *Pod) SharesLabels(o *Pod) bool { return p.labels == o.labels }
+
+// SameLabels reports whether p and o carry the same labels: at once when
+// they share the interned set, else key by key, since the labels that name
+// one pod (a StatefulSet's pod-name and pod-index) give every transform of
+// the pod, on each of its status updates, a set of its own.
+func (p *Pod) SameLabels(o *Pod) bool {
+	return p.labels == o.labels || maps.Equal(p.Labels(), o.Labels())
+}
 
 // Controller returns the pod's controller reference, or nil. It is shared:
 // read only.

@@ -110,7 +110,7 @@ func Setup(mgr manager.Manager, view *clusterview.Cache, cfg *config.Config) err
 		default:
 			h = cov.workloadHandler(workloadTemplate)
 		}
-		if _, err := inf.AddEventHandler(h); err != nil {
+		if _, err := inf.AddEventHandler(afterInitialList(h)); err != nil {
 			return fmt.Errorf("coverage check: %w", err)
 		}
 	}
@@ -118,6 +118,22 @@ func Setup(mgr manager.Manager, view *clusterview.Cache, cfg *config.Config) err
 		return fmt.Errorf("adding the coverage check: %w", err)
 	}
 	return nil
+}
+
+// afterInitialList passes h every event but the adds of an informer's
+// initial list: start queues every Service once the view has synced, so
+// queueing the Services of each pod as the list fills the cache would be
+// the same work done once per pod first.
+func afterInitialList(h toolscache.ResourceEventHandler) toolscache.ResourceEventHandler {
+	return toolscache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, isInInitialList bool) {
+			if !isInInitialList {
+				h.OnAdd(obj, false)
+			}
+		},
+		UpdateFunc: h.OnUpdate,
+		DeleteFunc: h.OnDelete,
+	}
 }
 
 // coverageRunnable runs the check on every replica (each judges; only the
@@ -329,8 +345,8 @@ func (c *coverage) podHandler() toolscache.ResourceEventHandler {
 			if !ok1 || !ok2 {
 				return
 			}
-			if o.SharesLabels(n) && o.Terminating == n.Terminating && o.Finished == n.Finished {
-				return // nothing the rules read
+			if o.SameLabels(n) && o.Terminating == n.Terminating && o.Finished == n.Finished {
+				return // nothing the rules read: a status update
 			}
 			c.servicesSelecting(n.Namespace, o.Labels(), n.Labels())
 		},

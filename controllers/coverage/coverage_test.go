@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -214,5 +215,78 @@ func TestCoverageHandlersQueueTheServicesConcerned(t *testing.T) {
 	}
 	if key, _ := f.cov.queue.Get(); key != f.key {
 		t.Errorf("queued %v", key)
+	}
+}
+
+// TestCoverageIgnoresStatusUpdates: status updates of StatefulSet pods,
+// whose pod-name and pod-index labels give each transform a label set of
+// its own, queue no check; a changed label, a pod that starts terminating
+// or a new pod after the initial list do. The initial list queues nothing:
+// start queues every Service once the view has synced.
+func TestCoverageIgnoresStatusUpdates(t *testing.T) {
+	f := newCoverageFixture(t, "")
+	c := f.c
+	db := map[string]string{"app": "db"}
+	c.Service("loki", "db", db)
+	h := afterInitialList(f.cov.podHandler())
+	// queued counts the checks queued since the last call: a marker
+	// queued after them, due at the same time, says when the delaying
+	// queue has moved them all.
+	marker := types.NamespacedName{Namespace: "marker", Name: "marker"}
+	queued := func() int {
+		t.Helper()
+		f.cov.enqueue(marker)
+		f.clock.Step(coalesce)
+		n := 0
+		for seen := false; !seen || f.cov.queue.Len() > 0; {
+			key, _ := f.cov.queue.Get()
+			f.cov.queue.Done(key)
+			if key == marker {
+				seen = true
+			} else {
+				n++
+			}
+		}
+		return n
+	}
+	pod := func(ordinal int, phase corev1.PodPhase, labels map[string]string) *clusterview.Pod {
+		t.Helper()
+		name := fmt.Sprintf("db-%d", ordinal)
+		full := viewtest.FullPod("loki", name, types.UID(name), viewtest.With(labels,
+			"statefulset.kubernetes.io/pod-name", name, "apps.kubernetes.io/pod-index", fmt.Sprint(ordinal),
+			"controller-revision-hash", "db-7f9c"), viewtest.OwnedBy("apps/v1", "StatefulSet", "db", "sts-uid"))
+		full.Status.Phase = phase
+		lean, err := clusterview.TransformPod(full)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lean.(*clusterview.Pod)
+	}
+	const replicas, updates = 3, 20
+	for i := range replicas {
+		h.OnAdd(pod(i, corev1.PodPending, db), true)
+	}
+	if n := queued(); n != 0 {
+		t.Fatalf("the initial list of %d pods queued %d checks, want none", replicas, n)
+	}
+	for range updates {
+		for i := range replicas {
+			h.OnUpdate(pod(i, corev1.PodPending, db), pod(i, corev1.PodRunning, db))
+		}
+	}
+	if n := queued(); n != 0 {
+		t.Fatalf("%d status updates of StatefulSet pods queued %d checks, want none", updates*replicas, n)
+	}
+	h.OnUpdate(pod(0, corev1.PodRunning, db), pod(0, corev1.PodRunning, viewtest.With(db, "tier", "cache")))
+	if n := queued(); n != 1 {
+		t.Fatalf("a relabelled pod queued %d checks, want 1", n)
+	}
+	h.OnUpdate(pod(1, corev1.PodRunning, db), pod(1, corev1.PodSucceeded, db))
+	if n := queued(); n != 1 {
+		t.Fatalf("a pod that finished queued %d checks, want 1", n)
+	}
+	h.OnAdd(pod(replicas, corev1.PodPending, db), false)
+	if n := queued(); n != 1 {
+		t.Fatalf("a new pod after the initial list queued %d checks, want 1", n)
 	}
 }
