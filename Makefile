@@ -8,8 +8,11 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/netguard-io/netguard/internal/version.Version=$(VERSION)
 IMAGE     ?= ghcr.io/netguard-io/netguard:$(VERSION)
 FUZZTIME  ?= 10s
+# The oldest Kubernetes netguard supports (the chart's kubeVersion): make
+# test runs the API server suites on it too.
+K8S_FLOOR ?= v1.30.14
 
-.PHONY: all build test unit integration e2e e2e-node e2e-dns-conformance fuzz bench bench-scale bench-audit demo deps assets lint image docker-image node-up node-down clean help
+.PHONY: all build test unit integration e2e e2e-node e2e-dns-conformance fuzz bench bench-scale bench-audit bench-reports demo deps assets lint image docker-image node-up node-down clean help
 
 all: build
 
@@ -33,9 +36,10 @@ lint: ## gofmt, go vet, and no built executable or file over 1 MiB tracked.
 	$(GO) vet ./...
 	@hack/check-tree.sh
 
-test: deps ## Run every test: lint, unit, envtest integration, chart and alerts, network-namespace e2e, short fuzzing; then check nothing was left behind.
-	@assets=$$(hack/envtest-assets.sh) && helm=$$(hack/helm.sh) && promtool=$$(hack/promtool.sh) && \
-	  KUBEBUILDER_ASSETS=$$assets HELM=$$helm PROMTOOL=$$promtool FUZZTIME=$(FUZZTIME) hack/test.sh
+test: deps ## Run every test: lint, unit, envtest integration, chart and alerts (also on the oldest Kubernetes supported), network-namespace e2e, short fuzzing; then check nothing was left behind.
+	@assets=$$(hack/envtest-assets.sh) && floor=$$(K8S_VERSION=$(K8S_FLOOR) hack/envtest-assets.sh) && \
+	  helm=$$(hack/helm.sh) && promtool=$$(hack/promtool.sh) && \
+	  KUBEBUILDER_ASSETS=$$assets NETGUARD_FLOOR_ASSETS=$$floor HELM=$$helm PROMTOOL=$$promtool FUZZTIME=$(FUZZTIME) hack/test.sh
 
 unit: ## Unit tests only (no control plane, no network namespaces).
 	$(GO) test -count=1 ./config/... ./policies/... ./clusterview/... ./serving/... ./webhook/... ./controllers/... ./audit/... ./dnsproxy/... ./serve/... ./internal/... ./cmd/... ./hack/layout/
@@ -66,6 +70,12 @@ AUDIT_PODS ?= 100000
 bench-audit: deps ## Time and peak memory of netguard audit with AUDIT_PODS pods on a real API server, beside a plain list of every pod (not part of make test; ~10 min).
 	@assets=$$(hack/envtest-assets.sh) && KUBEBUILDER_ASSETS=$$assets NETGUARD_SCALE_PODS=$(AUDIT_PODS) \
 	  $(GO) test -count=1 -v -timeout 2h -run AuditAtScale ./test/scale/
+
+REPORTS_PODS ?= 100000
+
+bench-reports: deps ## API requests, time and allocations of one Reports scan over the live view with REPORTS_PODS pods on a real API server, one namespace opted in (not part of make test; ~5 min).
+	@assets=$$(hack/envtest-assets.sh) && KUBEBUILDER_ASSETS=$$assets NETGUARD_SCALE_PODS=$(REPORTS_PODS) \
+	  $(GO) test -count=1 -v -timeout 1h -run ReportsScanAtScale ./test/scale/
 
 demo: deps ## Run netguard end to end against a local control plane and show what it does.
 	@assets=$$(hack/envtest-assets.sh) && KUBEBUILDER_ASSETS=$$assets hack/demo.sh

@@ -7,7 +7,8 @@
 # "log.SetLogger(...) was never called" stack trace in the output, and
 # nothing of the run's left behind on the machine (hack/leftovers).
 #
-# Needs KUBEBUILDER_ASSETS and HELM (the Makefile sets them). FUZZTIME sets
+# Needs KUBEBUILDER_ASSETS, NETGUARD_FLOOR_ASSETS (the oldest Kubernetes
+# supported), HELM and PROMTOOL (the Makefile sets them). FUZZTIME sets
 # the time per fuzz target (default 10s).
 #
 # On a fresh machine the Go modules are downloaded and the packages
@@ -15,7 +16,7 @@
 # do not sit silent for minutes or print "go: downloading" lines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-: "${KUBEBUILDER_ASSETS:?set by make test}" "${HELM:?set by make test}" "${PROMTOOL:?set by make test}"
+: "${KUBEBUILDER_ASSETS:?set by make test}" "${NETGUARD_FLOOR_ASSETS:?set by make test}" "${HELM:?set by make test}" "${PROMTOOL:?set by make test}"
 . hack/lib/step.sh
 
 step_go_modules
@@ -39,6 +40,12 @@ make --no-print-directory lint
 
 status=0
 NETGUARD_REQUIRE_ENVTEST=1 go test -count=1 -timeout 30m ./... 2>&1 | tee "$work/test.log" || status=1
+# The API server suites again on the oldest Kubernetes netguard supports.
+if [ "$status" = 0 ]; then
+	echo "==> The integration and chart tests on Kubernetes $(basename "$NETGUARD_FLOOR_ASSETS"), the oldest netguard supports"
+	KUBEBUILDER_ASSETS=$NETGUARD_FLOOR_ASSETS NETGUARD_REQUIRE_ENVTEST=1 go test -count=1 -timeout 20m ./test/integration/... ./test/chart/... 2>&1 |
+		tee "$work/floor.log" || status=1
+fi
 if [ "$status" = 0 ]; then
 	make --no-print-directory e2e-node 2>&1 | tee "$work/node.log" || status=1
 fi

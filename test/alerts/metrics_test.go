@@ -39,6 +39,7 @@ import (
 var notNetguards = map[string]string{
 	"up": "Prometheus's own health of a scrape target: NetguardDown watches the ServiceMonitor's job",
 	"kube_deployment_status_replicas_unavailable": "kube-state-metrics' view of netguard's Deployment: NetguardReplicasUnavailable",
+	"apiserver_admission_webhook_fail_open_count": "the API server's count of calls to a webhook it let through unmade: NetguardWebhookFailedOpen",
 }
 
 // targetLabels are the labels Prometheus and prometheus-operator put on

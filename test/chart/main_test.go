@@ -128,3 +128,11 @@ func findHelm() (string, error) {
 	}
 	return strings.TrimSpace(stdout.String()), nil
 }
+
+// TestControlPlaneVersion: the API server tests run on the Kubernetes
+// version their assets were built for (make test runs them on the newest
+// and on the oldest netguard supports).
+func TestControlPlaneVersion(t *testing.T) {
+	needControlPlane(t)
+	framework.CheckServerVersion(t, cp.Config)
+}

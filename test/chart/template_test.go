@@ -178,6 +178,15 @@ var valueCases = map[string]struct {
 			r.wantConfig(t, func(c *config.Config) bool { return !c.DNSProxy.Enabled })
 		},
 	},
+	"a cluster without native sidecars or the sleep pre-stop hook": {
+		values: map[string]any{"dnsProxy": map[string]any{"nativeSidecar": false}, "preStopSleepSeconds": 0},
+		check: func(t *testing.T, r rendered) {
+			r.wantConfig(t, func(c *config.Config) bool { return c.DNSProxy.Enabled && !c.DNSProxy.NativeSidecar })
+			if r.container.Lifecycle != nil {
+				t.Errorf("preStopSleepSeconds 0 still renders a lifecycle: %+v", r.container.Lifecycle)
+			}
+		},
+	},
 	"custom issuer": {
 		values: map[string]any{"certManager": map[string]any{"issuerRef": map[string]any{"name": "corp-ca", "kind": "ClusterIssuer"}}},
 		check: func(t *testing.T, r rendered) {
@@ -690,6 +699,28 @@ func TestLint(t *testing.T) {
 			}
 			if _, err := helm(args...); err != nil {
 				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestKubeVersionFloor: the chart declares the oldest Kubernetes netguard
+// supports, so that helm refuses an older cluster with a message that says
+// so, instead of an install that half works; provider builds of a
+// supported version (a pre-release suffix) are accepted.
+func TestKubeVersionFloor(t *testing.T) {
+	for version, ok := range map[string]bool{
+		"v1.29.15": false, "v1.30.0": true, "v1.30.4-eks-a737599": true, "v1.37.2": true,
+	} {
+		t.Run(version, func(t *testing.T) {
+			_, err := helm(append(templateArgs(t, defaultRelease, nil), "--kube-version", version)...)
+			switch {
+			case ok && err != nil:
+				t.Fatalf("helm template for Kubernetes %s: %v", version, err)
+			case !ok && err == nil:
+				t.Fatalf("helm template accepted Kubernetes %s, older than the chart's floor", version)
+			case !ok && !strings.Contains(err.Error(), ">=1.30.0-0"):
+				t.Fatalf("helm's error for Kubernetes %s does not name the floor: %v", version, err)
 			}
 		})
 	}

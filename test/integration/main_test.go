@@ -196,3 +196,10 @@ func tail(s string, lines int) string {
 	}
 	return strings.Join(parts, "\n")
 }
+
+// TestControlPlaneVersion: the suite runs on the Kubernetes version its
+// assets were built for (make test runs it on the newest and on the oldest
+// netguard supports).
+func TestControlPlaneVersion(t *testing.T) {
+	framework.CheckServerVersion(t, cp.Config)
+}

@@ -272,6 +272,25 @@ func TestResolvModeSidecarUnderRestrictedPodSecurity(t *testing.T) {
 	}
 }
 
+// TestSidecarWithoutNativeSidecars: on a cluster whose provider turned
+// native sidecars off (dnsProxy.nativeSidecar: false), the sidecar is a
+// regular container beside nginx, and the API server (on every version
+// make test runs) accepts the pod under Pod Security "restricted".
+func TestSidecarWithoutNativeSidecars(t *testing.T) {
+	restartServer(t, writeConfig(t, "dnsProxy:\n  nativeSidecar: false\n"))
+	t.Cleanup(func() { restartServer(t, "") })
+	ns := newNamespace(t, "plain-sidecar", restricted)
+	stored := createPod(t, restrictedPod(ns, "gateway", "nginx:1.27"))
+	i := slices.IndexFunc(stored.Spec.Containers, func(c corev1.Container) bool { return c.Name == podpolicy.DNSProxyContainerName })
+	if len(stored.Spec.Containers) != 2 || i < 0 || len(stored.Spec.InitContainers) != 0 {
+		t.Fatalf("containers %d (sidecar at %d), init containers %d; want nginx and the sidecar, no init container",
+			len(stored.Spec.Containers), i, len(stored.Spec.InitContainers))
+	}
+	if c := stored.Spec.Containers[i]; c.RestartPolicy != nil || !slices.Contains(c.Args, "dns-proxy") {
+		t.Errorf("sidecar: restartPolicy %v, args %v; want none and dns-proxy", c.RestartPolicy, c.Args)
+	}
+}
+
 func TestClusterWideMode(t *testing.T) {
 	ctx := context.Background()
 	restartServer(t, writeConfig(t, "namespaces:\n  mode: cluster-wide\n"))
