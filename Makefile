@@ -12,7 +12,7 @@ FUZZTIME  ?= 10s
 # test runs the API server suites on it too.
 K8S_FLOOR ?= v1.30.14
 
-.PHONY: all build test unit integration e2e e2e-node e2e-dns-conformance fuzz bench bench-scale bench-audit bench-reports demo deps assets lint image docker-image node-up node-down clean help
+.PHONY: all build test unit integration e2e e2e-node e2e-node-matrix e2e-dns-conformance fuzz bench bench-scale bench-audit bench-reports demo deps assets lint image docker-image node-up node-down clean help
 
 all: build
 
@@ -90,6 +90,12 @@ e2e-node: build ## Tests on a real single-node cluster with real pods (root): in
 	@assets=$$(hack/node-assets.sh) && helm=$$(hack/helm.sh) && \
 	  NETGUARD_E2E_NODE=1 NETGUARD_NODE_ASSETS="$$assets" HELM="$$helm" NETGUARD_BIN=$(abspath $(BIN)) NETGUARD_VERSION=$(VERSION) \
 	  $(GO) test -count=1 -timeout 20m -v -run . ./test/node/e2e/
+
+e2e-node-matrix: build ## The real-node suite on the oldest Kubernetes netguard supports (K8S_FLOOR) and then the newest (root; not in make test: about 4 min each, the first run 8 min more to build the floor's binaries).
+	@for v in $(K8S_FLOOR) v1.37.2; do \
+	  echo "==> The real-node suite on Kubernetes $$v"; \
+	  K8S_VERSION=$$v $(MAKE) --no-print-directory e2e-node || exit 1; \
+	done
 
 e2e-dns-conformance: build ## Kubernetes' [sig-network] DNS conformance specs (e2e.test) on a real node with netguard acting on every namespace (root; not in make test; 2 min, the first run 5-15 min more to build e2e.test).
 	@assets=$$(hack/node-assets.sh) && helm=$$(hack/helm.sh) && conformance=$$(hack/conformance-assets.sh) && \

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -53,6 +54,7 @@ func TestNode(t *testing.T) {
 // server calls the webhooks through netguard's Service.
 func testInstall(t *testing.T) {
 	ctx := context.Background()
+	checkVersions(t)
 	pods := readyPods(t, node.NetguardNamespace, "app.kubernetes.io/name=netguard", 2)
 	for _, p := range pods {
 		if img := p.Spec.Containers[0].Image; img != cluster.NetguardImage {
@@ -258,6 +260,28 @@ func testSidecar(t *testing.T, mode string) {
 	framework.Eventually(t, 30*time.Second, "nginx answering through the sidecar", func() (bool, string) { return get(url, 5*time.Second) })
 	t.Logf("%s mode: sidecar ready before nginx (%s <= %s), uid 65532, read-only root, nginx resolves through it",
 		mode, sidecar.State.Running.StartedAt.Format(time.RFC3339), main.State.Running.StartedAt.Format(time.RFC3339))
+}
+
+// checkVersions logs the Kubernetes version the node runs and, when its
+// assets are a directory hack/node-assets.sh made, fails unless the API
+// server and the kubelet are that version: make e2e-node-matrix runs the
+// suite on the oldest Kubernetes netguard supports and the newest.
+func checkVersions(t *testing.T) {
+	t.Helper()
+	v, err := cluster.Client.Discovery().ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes, err := cluster.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil || len(nodes.Items) != 1 {
+		t.Fatalf("nodes: %v (%d), want one", err, len(nodes.Items))
+	}
+	kubelet := nodes.Items[0].Status.NodeInfo.KubeletVersion
+	t.Logf("Kubernetes: kube-apiserver %s, kubelet %s", v.GitVersion, kubelet)
+	want := filepath.Base(os.Getenv("NETGUARD_NODE_ASSETS"))
+	if regexp.MustCompile(`^v\d+\.\d+\.\d+$`).MatchString(want) && (v.GitVersion != want || kubelet != want) {
+		t.Fatalf("kube-apiserver %s, kubelet %s; want %s (NETGUARD_NODE_ASSETS)", v.GitVersion, kubelet, want)
+	}
 }
 
 // procUID is the real UID of a host process.
