@@ -10,9 +10,19 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// assetsVersion matches the directory hack/envtest-assets.sh builds a
-// kube-apiserver into: the Kubernetes version.
+// assetsVersion matches the directories hack/envtest-assets.sh and
+// hack/node-assets.sh build Kubernetes into: the version.
 var assetsVersion = regexp.MustCompile(`^v\d+\.\d+\.\d+$`)
+
+// AssetsVersion returns the Kubernetes version of the assets directory dir
+// (KUBEBUILDER_ASSETS, NETGUARD_NODE_ASSETS), or "" for a directory of
+// another name.
+func AssetsVersion(dir string) string {
+	if v := filepath.Base(dir); assetsVersion.MatchString(v) {
+		return v
+	}
+	return ""
+}
 
 // CheckServerVersion logs the version of the API server cfg points at and
 // fails t when KUBEBUILDER_ASSETS is a directory hack/envtest-assets.sh
@@ -30,7 +40,7 @@ func CheckServerVersion(t testing.TB, cfg *rest.Config) {
 		t.Fatalf("reading the API server's version: %v", err)
 	}
 	t.Logf("kube-apiserver %s", v.GitVersion)
-	if want := filepath.Base(os.Getenv("KUBEBUILDER_ASSETS")); assetsVersion.MatchString(want) && v.GitVersion != want {
+	if want := AssetsVersion(os.Getenv("KUBEBUILDER_ASSETS")); want != "" && v.GitVersion != want {
 		t.Fatalf("kube-apiserver %s, want %s (KUBEBUILDER_ASSETS)", v.GitVersion, want)
 	}
 }

@@ -3,31 +3,27 @@ package integration
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	orv1alpha1 "github.com/openreports/reports-api/apis/openreports.io/v1alpha1"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
+	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	"github.com/netguard-io/netguard/audit"
-	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
 	"github.com/netguard-io/netguard/controllers/reports"
+	"github.com/netguard-io/netguard/test/framework"
 )
 
 // installOpenReports installs the OpenReports CRDs from the module netguard
@@ -194,53 +190,6 @@ func refusingReports(t *testing.T, rc client.Client) string {
 	return ns
 }
 
-// requestLog records the requests a client makes.
-type requestLog struct {
-	mu   sync.Mutex
-	seen []string // "GET /api/v1/...?query"
-	next http.RoundTripper
-}
-
-func (l *requestLog) RoundTrip(r *http.Request) (*http.Response, error) {
-	l.mu.Lock()
-	l.seen = append(l.seen, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery)
-	l.mu.Unlock()
-	return l.next.RoundTrip(r)
-}
-
-// liveStores fills a lean view as netguard serve's informers hold it.
-func liveStores(t *testing.T) clusterview.Stores {
-	t.Helper()
-	ctx := context.Background()
-	stores := clusterview.NewStores(false)
-	fill := func(list client.ObjectList, store toolscache.Indexer, transform toolscache.TransformFunc) {
-		if err := k8s.List(ctx, list); err != nil {
-			t.Fatal(err)
-		}
-		items, err := meta.ExtractList(list)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, obj := range items {
-			lean, err := transform(obj)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := store.Add(lean); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	fill(&corev1.NamespaceList{}, stores.Namespaces, clusterview.TransformNamespace)
-	fill(&corev1.PodList{}, stores.Pods, clusterview.TransformPod)
-	fill(&corev1.ServiceList{}, stores.Services, clusterview.TransformService)
-	fill(&appsv1.ReplicaSetList{}, stores.ReplicaSets, clusterview.TransformReplicaSet)
-	fill(&appsv1.DeploymentList{}, stores.Deployments, clusterview.TransformDeployment)
-	fill(&appsv1.StatefulSetList{}, stores.StatefulSets, clusterview.TransformStatefulSet)
-	fill(&appsv1.DaemonSetList{}, stores.DaemonSets, clusterview.TransformDaemonSet)
-	return stores
-}
-
 // TestReportsReadOnlyWhatTheViewLacks: the scan behind the Reports (the
 // audit over netguard serve's live view) lists no namespace and no pod of a
 // namespace netguard does not act on: only the full pods of each opted-in
@@ -255,10 +204,12 @@ func TestReportsReadOnlyWhatTheViewLacks(t *testing.T) {
 	for i := range audit.PageSize + 1 {
 		createPod(t, plainPod(other, fmt.Sprintf("p%d", i), "registry.example/app:1"))
 	}
-	stores := liveStores(t)
-	log := &requestLog{}
-	restCfg := rest.CopyConfig(cp.Config)
-	restCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { log.next = rt; return log })
+	cs, err := kubernetes.NewForConfig(cp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stores := framework.LeanView(ctx, t, cs)
+	restCfg, log := framework.RecordRequests(cp.Config)
 	rep, err := audit.Run(ctx, restCfg, config.Default(), audit.Options{Live: &stores, Passes: true, Version: "test"})
 	if err != nil {
 		t.Fatal(err)
@@ -274,14 +225,14 @@ func TestReportsReadOnlyWhatTheViewLacks(t *testing.T) {
 	// Besides the lists: discovery and the cluster DNS Service, as the
 	// pod webhook reads it.
 	var lists []string
-	for _, r := range log.seen {
+	for _, r := range log.Seen() {
 		path, _, _ := strings.Cut(strings.TrimPrefix(r, "GET "), "?")
 		if path != "/api" && path != "/apis" && path != "/api/v1/namespaces/kube-system/services/kube-dns" {
 			lists = append(lists, r)
 		}
 	}
 	t.Logf("live scan: %d requests for %d opted-in namespaces with pods, of %d namespaces and %d pods: %q",
-		len(log.seen), len(selected), len(stores.Namespaces.List()), len(stores.Pods.List()), log.seen)
+		len(log.Seen()), len(selected), len(stores.Namespaces.List()), len(stores.Pods.List()), log.Seen())
 	for _, r := range lists {
 		path, query, _ := strings.Cut(strings.TrimPrefix(r, "GET "), "?")
 		rest, ok := strings.CutPrefix(path, "/api/v1/namespaces/")

@@ -2,50 +2,17 @@ package scale
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"runtime"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/netguard-io/netguard/audit"
-	"github.com/netguard-io/netguard/clusterview"
 	"github.com/netguard-io/netguard/config"
+	"github.com/netguard-io/netguard/test/framework"
 )
-
-// requestCounter counts a client's requests by method and path, the query
-// left out.
-type requestCounter struct {
-	mu   sync.Mutex
-	byOp map[string]int
-	next http.RoundTripper
-}
-
-func (c *requestCounter) RoundTrip(r *http.Request) (*http.Response, error) {
-	c.mu.Lock()
-	c.byOp[r.Method+" "+r.URL.Path]++
-	c.mu.Unlock()
-	return c.next.RoundTrip(r)
-}
-
-func (c *requestCounter) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var parts []string
-	total := 0
-	for op, n := range c.byOp {
-		parts = append(parts, fmt.Sprintf("%d× %s", n, op))
-		total += n
-	}
-	return fmt.Sprintf("%d requests (%s)", total, strings.Join(parts, ", "))
-}
 
 // TestReportsScanAtScale measures the scan behind the Reports (the audit
 // over the view netguard serve keeps, run by the leader every
@@ -77,10 +44,8 @@ func TestReportsScanAtScale(t *testing.T) {
 	}
 	for _, n := range h.sizes {
 		c.grow(ctx, t, n)
-		stores := leanView(ctx, t, h.cs)
-		counter := &requestCounter{byOp: map[string]int{}}
-		cfg := rest.CopyConfig(h.cp.Config)
-		cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter })
+		stores := framework.LeanView(ctx, t, h.cs)
+		cfg, requests := framework.RecordRequests(h.cp.Config)
 		var before, after runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&before)
@@ -91,62 +56,15 @@ func TestReportsScanAtScale(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Scanned.PodsJudged != n/namespaces {
-			t.Fatalf("pods=%d: judged %d pods, want the %d of %s", n, rep.Scanned.PodsJudged, n/namespaces, optedIn)
+		held, err := stores.Pods.ByIndex(toolscache.NamespaceIndex, optedIn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Scanned.PodsJudged != len(held) {
+			t.Fatalf("pods=%d: judged %d pods, want the %d of %s", n, rep.Scanned.PodsJudged, len(held), optedIn)
 		}
 		t.Logf("pods=%d: one Reports scan: %s; %d list requests; %d pods judged; %s; %.1f MiB allocated",
-			n, counter, rep.Scanned.ListRequests, rep.Scanned.PodsJudged, took.Round(time.Millisecond),
+			n, requests, rep.Scanned.ListRequests, rep.Scanned.PodsJudged, took.Round(time.Millisecond),
 			float64(after.TotalAlloc-before.TotalAlloc)/(1<<20))
 	}
-}
-
-// leanView fills the stores of the view as serve's informers do, page by
-// page, keeping the lean objects only.
-func leanView(ctx context.Context, t *testing.T, cs kubernetes.Interface) clusterview.Stores {
-	t.Helper()
-	stores := clusterview.NewStores(false)
-	keep := func(store toolscache.Indexer, transform toolscache.TransformFunc, obj any) {
-		lean, err := transform(obj)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := store.Add(lean); err != nil {
-			t.Fatal(err)
-		}
-	}
-	nss, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range nss.Items {
-		keep(stores.Namespaces, clusterview.TransformNamespace, &nss.Items[i])
-	}
-	opts := metav1.ListOptions{Limit: 500}
-	for {
-		pods, err := cs.CoreV1().Pods("").List(ctx, opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range pods.Items {
-			keep(stores.Pods, clusterview.TransformPod, &pods.Items[i])
-		}
-		if opts.Continue = pods.Continue; opts.Continue == "" {
-			break
-		}
-	}
-	rss, err := cs.AppsV1().ReplicaSets("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range rss.Items {
-		keep(stores.ReplicaSets, clusterview.TransformReplicaSet, &rss.Items[i])
-	}
-	deps, err := cs.AppsV1().Deployments("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range deps.Items {
-		keep(stores.Deployments, clusterview.TransformDeployment, &deps.Items[i])
-	}
-	return stores
 }

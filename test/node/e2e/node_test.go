@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -278,8 +277,7 @@ func checkVersions(t *testing.T) {
 	}
 	kubelet := nodes.Items[0].Status.NodeInfo.KubeletVersion
 	t.Logf("Kubernetes: kube-apiserver %s, kubelet %s", v.GitVersion, kubelet)
-	want := filepath.Base(os.Getenv("NETGUARD_NODE_ASSETS"))
-	if regexp.MustCompile(`^v\d+\.\d+\.\d+$`).MatchString(want) && (v.GitVersion != want || kubelet != want) {
+	if want := framework.AssetsVersion(os.Getenv("NETGUARD_NODE_ASSETS")); want != "" && (v.GitVersion != want || kubelet != want) {
 		t.Fatalf("kube-apiserver %s, kubelet %s; want %s (NETGUARD_NODE_ASSETS)", v.GitVersion, kubelet, want)
 	}
 }
