@@ -50,6 +50,10 @@ type Options struct {
 	// GracefulShutdownTimeout bounds how long in-flight requests may take
 	// to finish after SIGTERM. Defaults to 30s.
 	GracefulShutdownTimeout time.Duration
+	// ShutdownDelay is how long the webhook server drains after SIGTERM
+	// before it closes its socket (serving.WebhookServer.ShutdownDelay); it
+	// counts against GracefulShutdownTimeout.
+	ShutdownDelay time.Duration
 	// Version is recorded in the netguard.io/status annotation.
 	Version string
 	// LeaderElection makes the replicas elect one of them, on the Lease
@@ -84,6 +88,9 @@ func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (*servin
 	if shutdown == 0 {
 		shutdown = 30 * time.Second
 	}
+	if opts.ShutdownDelay >= shutdown {
+		return nil, nil, fmt.Errorf("the shutdown delay (%s) must be shorter than the graceful shutdown timeout (%s), which bounds it", opts.ShutdownDelay, shutdown)
+	}
 	certDir := opts.CertDir
 	if certDir == "" {
 		certDir = filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs")
@@ -116,6 +123,7 @@ func NewManager(restCfg *rest.Config, opts Options, cfg *config.Config) (*servin
 		listeners.Close()
 		return nil, nil, fmt.Errorf("creating manager: %w", err)
 	}
+	mgr.WebhookServer().ShutdownDelay = opts.ShutdownDelay
 	view, err := setup(mgr, opts, cfg)
 	if err != nil {
 		listeners.Close()

@@ -29,6 +29,11 @@ const shutdownTimeout = time.Minute
 // it does not open its own socket.
 type WebhookServer struct {
 	*crwebhook.DefaultServer
+	// ShutdownDelay is how long the server keeps serving once it is told
+	// to stop, closing each connection after its next response, before it
+	// closes its socket (see Start). Set it before Start.
+	ShutdownDelay time.Duration
+
 	mux      *http.ServeMux
 	listener net.Listener
 	certDir  string
@@ -87,7 +92,20 @@ func (s *WebhookServer) TLSConfig() *tls.Config {
 	return cfg
 }
 
-// Start serves until ctx ends, then lets in-flight requests finish.
+// Start serves until ctx ends, then drains: for ShutdownDelay it serves
+// on, answering every request with "Connection: close", and only then
+// closes its socket and idle connections and lets in-flight requests
+// finish.
+//
+// The API server keeps idle keep-alive connections to a webhook and sends
+// the next review on one of them. A server that closes an idle connection
+// while a review is being written to it loses that review (the client sees
+// EOF and does not retry a POST), and with failurePolicy Ignore the API
+// server admits the object unchecked. Closing a connection right after a
+// response that says so cannot race: the client reads the Connection
+// header before it reuses the connection. By the end of the delay every
+// connection that still carried traffic has been closed that way, and new
+// ones go to the other replicas (the endpoint is gone from the Service).
 func (s *WebhookServer) Start(ctx context.Context) error {
 	log := logf.FromContext(ctx).WithName("webhook-server")
 	cfg := s.TLSConfig()
@@ -104,9 +122,17 @@ func (s *WebhookServer) Start(ctx context.Context) error {
 		}()
 	}
 
+	var draining atomic.Bool
 	srv := &http.Server{
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-		Handler:           s.mux,
+		// Requests in flight while the server stops must not see their
+		// context cancelled: a handler's live read would fail and deny.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if draining.Load() {
+				w.Header().Set("Connection", "close")
+			}
+			s.mux.ServeHTTP(w, r)
+		}),
 		MaxHeaderBytes:    1 << 20,
 		IdleTimeout:       90 * time.Second,
 		ReadHeaderTimeout: 32 * time.Second,
@@ -115,6 +141,11 @@ func (s *WebhookServer) Start(ctx context.Context) error {
 	go func() {
 		defer close(stopped)
 		<-ctx.Done()
+		if s.ShutdownDelay > 0 {
+			draining.Store(true)
+			log.Info("Draining: serving on, closing each connection after its next response", "shutdownDelay", s.ShutdownDelay.String())
+			time.Sleep(s.ShutdownDelay)
+		}
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 		defer cancel()
 		if err := srv.Shutdown(shutdownCtx); err != nil {

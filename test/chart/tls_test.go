@@ -93,7 +93,7 @@ func setBundle(t *testing.T, obj *unstructured.Unstructured, caBundle []byte) {
 // serverArgs are the rendered Deployment's arguments for `netguard serve`
 // minus those framework.StartServer sets for a local run.
 func serverArgs(r rendered) []string {
-	local := []string{"--config", "--port", "--metrics-bind-address", "--health-probe-bind-address", "--graceful-shutdown-timeout", "--cert-dir"}
+	local := []string{"--config", "--port", "--metrics-bind-address", "--health-probe-bind-address", "--graceful-shutdown-timeout", "--shutdown-delay", "--cert-dir"}
 	var args []string
 	for _, a := range r.container.Args[1:] { // [0] is "serve"
 		name, _, _ := strings.Cut(a, "=")

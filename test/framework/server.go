@@ -99,6 +99,8 @@ func (cp *ControlPlane) LaunchServer(binary, configFile string, extraArgs ...str
 		"--metrics-bind-address", "127.0.0.1:0",
 		"--health-probe-bind-address", "127.0.0.1:0",
 		"--graceful-shutdown-timeout", "10s",
+		// Local servers stop at once; the chart's pods drain (test/node).
+		"--shutdown-delay", "0s",
 		// Short leases: a server started after one was killed takes over
 		// within seconds.
 		"--leader-elect-lease-duration", "4s",

@@ -60,10 +60,12 @@ type Cluster struct {
 	Client     kubernetes.Interface
 	// Warnings are the API server's warnings to Client.
 	Warnings *Warnings
-	// NetguardImage is the image netguard's chart runs.
-	NetguardImage string
-	opts          Options
-	st            *state
+	// NetguardImage is the image netguard's chart runs; NetguardNextImage
+	// is the same netguard under another tag and version, for upgrades that
+	// change the image.
+	NetguardImage, NetguardNextImage string
+	opts                             Options
+	st                               *state
 }
 
 // state is what Down needs to take the node apart, written to disk as the
@@ -173,7 +175,10 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := os.WriteFile(filepath.Join(BaseDir, "assets"), []byte(opts.Assets), 0o644); err != nil {
 		return nil, err
 	}
-	c = &Cluster{Kubeconfig: dirs.admin(), opts: opts, st: st, NetguardImage: "ghcr.io/netguard-io/netguard:" + opts.Version}
+	c = &Cluster{Kubeconfig: dirs.admin(), opts: opts, st: st,
+		NetguardImage:     "ghcr.io/netguard-io/netguard:" + opts.Version,
+		NetguardNextImage: "ghcr.io/netguard-io/netguard:" + opts.Version + nextSuffix,
+	}
 	defer func() {
 		if err != nil && !opts.KeepOnFailure {
 			if derr := Down(); derr != nil {

@@ -52,9 +52,12 @@ http {
 var nginxConf = NginxConf(`  server { listen 8080; location / { return 200 "ok\n"; } }
 `)
 
+// nextSuffix tags netguard's image a second time, as a later version.
+const nextSuffix = "-next"
+
 // buildImages writes an archive per image into dir and returns their paths:
 // the test images and netguard's own (from the static binary at netguard,
-// named netguardRef).
+// named netguardRef, and again as netguardRef+nextSuffix).
 func buildImages(dir, netguard, netguardRef, version string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -138,6 +141,9 @@ func buildImages(dir, netguard, netguardRef, version string) ([]string, error) {
 		}},
 		{netguardRef, func() (v1.Image, error) {
 			return ociimage.Netguard(netguard, version, "https://github.com/netguard-io/netguard")
+		}},
+		{netguardRef + nextSuffix, func() (v1.Image, error) {
+			return ociimage.Netguard(netguard, version+nextSuffix, "https://github.com/netguard-io/netguard")
 		}},
 	}
 	var archives []string

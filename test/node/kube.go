@@ -356,3 +356,14 @@ func (c *Cluster) WaitNetguard(ctx context.Context) error {
 		return nil
 	})
 }
+
+// HelmRollback rolls netguard's release back to the revision before the
+// current one and waits for its pods.
+func (c *Cluster) HelmRollback(ctx context.Context) error {
+	out, err := exec.CommandContext(ctx, c.opts.Helm, "rollback", NetguardRelease, "--kubeconfig", c.Kubeconfig,
+		"--namespace", NetguardNamespace, "--wait", "--timeout", "180s").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("helm rollback: %v\n%s", err, out)
+	}
+	return nil
+}

@@ -112,6 +112,21 @@ func LogTail(name string, lines int) string {
 	return strings.Join(all, "\n")
 }
 
+// LogLines returns the lines of a component's log that contain substr.
+func LogLines(name, substr string) []string {
+	b, err := os.ReadFile(filepath.Join(dirs.logs(), name+".log"))
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 // run runs a command to completion and returns an error with its output.
 func run(args ...string) error {
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()

@@ -39,6 +39,7 @@ func TestNode(t *testing.T) {
 		{"nginx outage", testNginxOutage},
 		{"rollout", testRollout},
 		{"faults", testFaults},
+		{"rolling netguard under load", testRollingNetguard},
 		{"upgrade", testUpgrade},
 		{"uninstall", testUninstall},
 	}
