@@ -128,8 +128,10 @@ const injectCAFrom = "cert-manager.io/inject-ca-from"
 
 // waitCertManagerTLS waits, when the chart runs in cert-manager mode (its
 // webhook configurations ask cainjector for their caBundle), until the
-// Certificate they name is Ready and every webhook's caBundle is the ca.crt
-// of that Certificate's Secret.
+// Certificate they name is Ready and every webhook's caBundle holds the
+// ca.crt of that Certificate's Secret. It holds that CA and, possibly, CAs
+// that were there before: cainjector merges (it keeps unexpired
+// certificates it finds in caBundle, CAInjectorMerging).
 func (c *Cluster) waitCertManagerTLS(ctx context.Context) error {
 	m, err := c.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, NetguardRelease, metav1.GetOptions{})
 	if err != nil {
@@ -155,8 +157,8 @@ func (c *Cluster) waitCertManagerTLS(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if !bytes.Equal(ca, secret) {
-				return fmt.Errorf("(%s) is not the ca.crt of the Certificate's Secret (%s)", subjects(ca), subjects(secret))
+			if !bytes.Contains(ca, bytes.TrimSpace(secret)) {
+				return fmt.Errorf("(%s) lacks the ca.crt of the Certificate's Secret (%s)", subjects(ca), subjects(secret))
 			}
 			return nil
 		})
@@ -169,12 +171,17 @@ func (c *Cluster) waitCertManagerTLS(ctx context.Context) error {
 
 // subjects lists the subjects of the certificates in a PEM bundle.
 func subjects(bundle []byte) string {
+	return strings.Join(Subjects(bundle), "; ")
+}
+
+// Subjects are the subjects of the certificates in a PEM bundle.
+func Subjects(bundle []byte) []string {
 	var out []string
 	for {
 		var block *pem.Block
 		block, bundle = pem.Decode(bundle)
 		if block == nil {
-			return strings.Join(out, "; ")
+			return out
 		}
 		if cert, err := x509.ParseCertificate(block.Bytes); err == nil {
 			out = append(out, cert.Subject.String())
