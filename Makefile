@@ -86,9 +86,9 @@ image: build ## Build the container image as an OCI archive, bin/netguard-image.
 docker-image: ## Build the container image with a container engine (the Dockerfile).
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
-e2e-node: build ## Tests on a real single-node cluster with real pods (root): install, pod DNS, sidecar, the outages, faults.
-	@assets=$$(hack/node-assets.sh) && helm=$$(hack/helm.sh) && \
-	  NETGUARD_E2E_NODE=1 NETGUARD_NODE_ASSETS="$$assets" HELM="$$helm" NETGUARD_BIN=$(abspath $(BIN)) NETGUARD_VERSION=$(VERSION) \
+e2e-node: build ## Tests on a real single-node cluster with real pods (root): install, cert-manager renewal, pod DNS, sidecar, the outages, faults.
+	@assets=$$(hack/node-assets.sh) && certmanager=$$(hack/cert-manager.sh) && helm=$$(hack/helm.sh) && \
+	  NETGUARD_E2E_NODE=1 NETGUARD_NODE_ASSETS="$$assets" NETGUARD_CERT_MANAGER="$$certmanager" HELM="$$helm" NETGUARD_BIN=$(abspath $(BIN)) NETGUARD_VERSION=$(VERSION) \
 	  $(GO) test -count=1 -timeout 20m -v -run . ./test/node/e2e/
 
 e2e-node-matrix: build ## The real-node suite on the oldest Kubernetes netguard supports (K8S_FLOOR) and then the newest (root; not in make test: about 4 min each, the first run 8 min more to build the floor's binaries).
@@ -98,14 +98,14 @@ e2e-node-matrix: build ## The real-node suite on the oldest Kubernetes netguard 
 	done
 
 e2e-dns-conformance: build ## Kubernetes' [sig-network] DNS conformance specs (e2e.test) on a real node with netguard acting on every namespace (root; not in make test; 2 min, the first run 5-15 min more to build e2e.test).
-	@assets=$$(hack/node-assets.sh) && helm=$$(hack/helm.sh) && conformance=$$(hack/conformance-assets.sh) && \
-	  NETGUARD_DNS_CONFORMANCE=1 NETGUARD_NODE_ASSETS="$$assets" NETGUARD_CONFORMANCE_ASSETS="$$conformance" HELM="$$helm" \
+	@assets=$$(hack/node-assets.sh) && certmanager=$$(hack/cert-manager.sh) && helm=$$(hack/helm.sh) && conformance=$$(hack/conformance-assets.sh) && \
+	  NETGUARD_DNS_CONFORMANCE=1 NETGUARD_NODE_ASSETS="$$assets" NETGUARD_CERT_MANAGER="$$certmanager" NETGUARD_CONFORMANCE_ASSETS="$$conformance" HELM="$$helm" \
 	  NETGUARD_BIN=$(abspath $(BIN)) NETGUARD_VERSION=$(VERSION) NETGUARD_DNS_RESOLVER_DEFAULT=$(NETGUARD_DNS_RESOLVER_DEFAULT) \
 	  $(GO) test -count=1 -timeout 90m -v -run . ./test/node/conformance/
 
-node-up: build ## Start a real single-node cluster with netguard installed; the last line printed is its admin kubeconfig.
-	@assets=$$(hack/node-assets.sh) && helm=$$(hack/helm.sh) && \
-	  $(GO) run ./hack/node up -assets "$$assets" -helm "$$helm" -netguard $(BIN) -version $(VERSION)
+node-up: build ## Start a real single-node cluster with cert-manager and netguard installed; the last line printed is its admin kubeconfig.
+	@assets=$$(hack/node-assets.sh) && certmanager=$$(hack/cert-manager.sh) && helm=$$(hack/helm.sh) && \
+	  $(GO) run ./hack/node up -assets "$$assets" -cert-manager "$$certmanager" -helm "$$helm" -netguard $(BIN) -version $(VERSION)
 
 node-down: ## Stop the node started by node-up and remove everything it made.
 	@$(GO) run ./hack/node down

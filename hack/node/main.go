@@ -2,7 +2,7 @@
 // this machine with netguard installed from its Helm chart (package
 // test/node). `make node-up` and `make node-down` run it.
 //
-//	node up -assets DIR -helm PATH -netguard BIN -version V
+//	node up -assets DIR -cert-manager DIR -helm PATH -netguard BIN -version V
 //	node down
 //
 // up prints progress to stderr and, as the last line of its standard
@@ -45,7 +45,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: node up -assets DIR -helm PATH -netguard BIN -version V | node down")
+	fmt.Fprintln(os.Stderr, "usage: node up -assets DIR -cert-manager DIR -helm PATH -netguard BIN -version V | node down")
 	os.Exit(2)
 }
 
@@ -53,6 +53,7 @@ func up(args []string) error {
 	fs := flag.NewFlagSet("up", flag.ExitOnError)
 	var opts node.Options
 	fs.StringVar(&opts.Assets, "assets", "", "directory with the Kubernetes binaries and CoreDNS (hack/node-assets.sh)")
+	fs.StringVar(&opts.CertManager, "cert-manager", "", "directory with cert-manager's controller, cainjector and CRDs (hack/cert-manager.sh)")
 	fs.StringVar(&opts.Helm, "helm", "helm", "helm binary")
 	fs.StringVar(&opts.Netguard, "netguard", "bin/netguard", "static netguard binary for the image")
 	fs.StringVar(&opts.Version, "version", "devel", "netguard's version: the image tag")

@@ -1,7 +1,9 @@
 // Package node runs a real single-node Kubernetes cluster on this machine
 // (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
 // kube-proxy in iptables mode, containerd, runc and the bridge CNI plugin)
-// with CoreDNS and netguard installed from its Helm chart, and takes it
+// with CoreDNS, cert-manager (its controller and cainjector, as host
+// processes) and netguard installed from its Helm chart with the chart's
+// defaults (TLS from cert-manager), and takes it
 // all down again without leaving anything behind. `make node-up` and
 // `make node-down` use it, and so do the tests in test/node/e2e.
 //
@@ -25,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -36,6 +39,9 @@ type Options struct {
 	// kube-scheduler, kube-apiserver, etcd and coredns
 	// (hack/node-assets.sh prints it).
 	Assets string
+	// CertManager holds cert-manager-controller, cert-manager-cainjector
+	// and crds/ (hack/cert-manager.sh prints it).
+	CertManager string
 	// Helm is the helm binary.
 	Helm string
 	// Netguard is a static netguard binary for the image; Version its
@@ -58,6 +64,8 @@ type Cluster struct {
 	Kubeconfig string
 	Config     *rest.Config
 	Client     kubernetes.Interface
+	// Dynamic reaches the resources of CRDs (cert-manager's).
+	Dynamic dynamic.Interface
 	// Warnings are the API server's warnings to Client.
 	Warnings *Warnings
 	// NetguardImage is the image netguard's chart runs; NetguardNextImage
@@ -133,6 +141,9 @@ var dirsOutside = []string{"/var/lib/cni", "/etc/cni", "/opt/cni", "/var/log/pod
 func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if os.Geteuid() != 0 {
 		return nil, errNotRoot
+	}
+	if opts.CertManager == "" {
+		return nil, errors.New("the node needs cert-manager: Options.CertManager is the directory hack/cert-manager.sh prints")
 	}
 	progress := opts.Progress
 	if progress == nil {
@@ -250,6 +261,9 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if c.Client, err = kubernetes.NewForConfig(c.Config); err != nil {
 		return nil, err
 	}
+	if c.Dynamic, err = dynamic.NewForConfig(c.Config); err != nil {
+		return nil, err
+	}
 	if err := c.waitAPIServer(ctx); err != nil {
 		return nil, err
 	}
@@ -269,6 +283,11 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := c.start("kube-scheduler", bin("kube-scheduler"),
 		"--kubeconfig="+dirs.admin(), "--leader-elect=false", "--bind-address=127.0.0.1", "--profiling=false",
 	); err != nil {
+		return nil, err
+	}
+
+	progress("cert-manager (CRDs, controller, cainjector)")
+	if err := c.startCertManager(ctx); err != nil {
 		return nil, err
 	}
 
@@ -308,7 +327,7 @@ func Up(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return nil, err
 	}
 
-	progress("netguard (helm install charts/netguard, 2 replicas, self-managed TLS)")
+	progress("netguard (helm install charts/netguard, 2 replicas, TLS from cert-manager)")
 	if err := c.Helm(ctx, "install"); err != nil {
 		return nil, err
 	}

@@ -56,6 +56,8 @@ var ports = []struct {
 	{"127.0.0.1", 10256, "kube-proxy healthz"},
 	{"127.0.0.1", 10257, "kube-controller-manager"},
 	{"127.0.0.1", 10259, "kube-scheduler"},
+	{"127.0.0.1", certManagerMetricsPort, "cert-manager-controller metrics"},
+	{"127.0.0.1", cainjectorMetricsPort, "cert-manager-cainjector metrics"},
 }
 
 // paths of the node's files.

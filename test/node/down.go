@@ -56,6 +56,8 @@ func Down() error {
 	// their sandboxes down.
 	stop("kube-controller-manager", 10*time.Second)
 	stop("kube-scheduler", 10*time.Second)
+	stop("cert-manager-controller", 10*time.Second)
+	stop("cert-manager-cainjector", 10*time.Second)
 	if k, ok := byName("kubelet"); ok && k.alive() {
 		step(deletePods())
 	}

@@ -247,14 +247,13 @@ func (c *Cluster) WaitEndpoints(ctx context.Context, ns, name string, n int) err
 }
 
 // Helm runs `helm install|upgrade` of charts/netguard as the node runs it:
-// two replicas, self-managed TLS, the imported image; extra are more
-// helm arguments (--set ...).
+// the chart's defaults (TLS from cert-manager) but two replicas and the
+// imported image; extra are more helm arguments (--set ...).
 func (c *Cluster) Helm(ctx context.Context, verb string, extra ...string) error {
 	tag := c.NetguardImage[strings.LastIndex(c.NetguardImage, ":")+1:]
 	args := []string{verb, NetguardRelease, repoFile("charts/netguard"),
 		"--kubeconfig", c.Kubeconfig, "--namespace", NetguardNamespace,
 		"--set", "replicaCount=2",
-		"--set", "certManager.enabled=false",
 		"--set-string", "image.repository=" + strings.TrimSuffix(c.NetguardImage, ":"+tag),
 		"--set-string", "image.tag=" + tag, // a commit may be all digits
 		"--set", "image.pullPolicy=Never",
@@ -330,10 +329,15 @@ func isReady(p corev1.Pod) bool {
 	return false
 }
 
-// WaitNetguard waits until netguard's Deployment has rolled out and the
-// API server reaches its pod webhook through netguard's Service: a dry-run
-// pod in an opted-in namespace comes back mutated.
+// WaitNetguard waits until netguard's serving certificate is in place (in
+// cert-manager mode: the Certificate Ready and every webhook's caBundle its
+// CA), its Deployment has rolled out and the API server reaches its pod
+// webhook through netguard's Service: a dry-run pod in an opted-in
+// namespace comes back mutated.
 func (c *Cluster) WaitNetguard(ctx context.Context) error {
+	if err := c.waitCertManagerTLS(ctx); err != nil {
+		return err
+	}
 	if err := c.WaitRolledOut(ctx, NetguardNamespace, NetguardRelease); err != nil {
 		return err
 	}

@@ -14,7 +14,8 @@ import (
 )
 
 // TestMain runs a test package on a node: it starts the node from the
-// environment the make targets set (NETGUARD_NODE_ASSETS, HELM, and
+// environment the make targets set (NETGUARD_NODE_ASSETS,
+// NETGUARD_CERT_MANAGER, HELM, and
 // NETGUARD_BIN and NETGUARD_VERSION, else netguard is built here), hands it
 // to setCluster, runs the tests, prints the components' log tails on
 // failure, and takes the node down. Unless the environment variable gate is
@@ -32,18 +33,19 @@ func TestMain(m *testing.M, gate, how string, setCluster func(*Cluster)) int {
 		return 0
 	}
 	opts := Options{
-		Assets:   os.Getenv("NETGUARD_NODE_ASSETS"),
-		Helm:     os.Getenv("HELM"),
-		Netguard: os.Getenv("NETGUARD_BIN"),
-		Version:  os.Getenv("NETGUARD_VERSION"),
+		Assets:      os.Getenv("NETGUARD_NODE_ASSETS"),
+		CertManager: os.Getenv("NETGUARD_CERT_MANAGER"),
+		Helm:        os.Getenv("HELM"),
+		Netguard:    os.Getenv("NETGUARD_BIN"),
+		Version:     os.Getenv("NETGUARD_VERSION"),
 		// A run that is killed leaves its node to the next run.
 		OwnedByCaller: true,
 		Progress: func(s string) {
 			fmt.Printf("node: starting %s (%s)\n", s, time.Since(start).Round(100*time.Millisecond))
 		},
 	}
-	if opts.Assets == "" || opts.Helm == "" {
-		fmt.Fprintf(os.Stderr, "the tests on a node need NETGUARD_NODE_ASSETS (hack/node-assets.sh) and HELM (hack/helm.sh); run `%s`\n", how)
+	if opts.Assets == "" || opts.CertManager == "" || opts.Helm == "" {
+		fmt.Fprintf(os.Stderr, "the tests on a node need NETGUARD_NODE_ASSETS (hack/node-assets.sh), NETGUARD_CERT_MANAGER (hack/cert-manager.sh) and HELM (hack/helm.sh); run `%s`\n", how)
 		return 1
 	}
 	if opts.Netguard == "" {
@@ -77,7 +79,7 @@ func TestMain(m *testing.M, gate, how string, setCluster func(*Cluster)) int {
 	setCluster(cluster)
 	code := m.Run()
 	if code != 0 {
-		for _, part := range []string{"kubelet", "kube-apiserver", "containerd"} {
+		for _, part := range []string{"kubelet", "kube-apiserver", "containerd", "cert-manager-controller", "cert-manager-cainjector"} {
 			fmt.Printf("--- %s log (tail):\n%s\n", part, LogTail(part, 25))
 		}
 	}
