@@ -148,10 +148,11 @@ func TestPodSecurityIsEnforced(t *testing.T) {
 }
 
 // TestHelmInstallUpgradeUninstall installs the chart with helm against the
-// API server, upgrades it, and uninstalls it. netguard's writes survive the
-// upgrade (the CA Secret's data and a caBundle are not the chart's fields),
-// and the uninstall leaves no webhook configuration behind that would send
-// pods to a webhook that is gone.
+// API server, upgrades it, uninstalls it and installs it again. netguard's
+// writes survive the upgrade (its CA Secret and a caBundle are not the
+// chart's), the uninstall leaves no webhook configuration behind that would
+// send pods to a webhook that is gone, and the CA Secret netguard wrote,
+// left behind on purpose, does not stand in the way of the reinstall.
 func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	needControlPlane(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -168,26 +169,25 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	selfManaged := valuesFile(t, map[string]any{"certManager": map[string]any{"enabled": false}})
 	helmCluster("install", rel.name, chartDir, "--create-namespace", "--values", selfManaged)
 
-	// What netguard writes at runtime.
-	secret := &corev1.Secret{}
-	if err := cp.Client.Get(ctx, client.ObjectKey{Namespace: rel.namespace, Name: fullname + "-ca"}, secret); err != nil {
-		t.Fatalf("CA Secret not installed: %v", err)
+	// What netguard writes at runtime (no netguard runs here).
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: rel.namespace, Name: fullname + "-ca"},
+		Data:       map[string][]byte{"ca.crt": []byte("ca"), "tls.crt": []byte("ca"), "tls.key": []byte("key")},
 	}
-	secret.Data = map[string][]byte{"ca.crt": []byte("ca"), "tls.crt": []byte("ca"), "tls.key": []byte("key")}
-	if err := cp.Client.Update(ctx, secret, client.FieldOwner("netguard")); err != nil {
-		t.Fatal(err)
+	if err := cp.Client.Create(ctx, secret, client.FieldOwner("netguard")); err != nil {
+		t.Fatalf("creating the CA Secret as netguard does: %v", err)
 	}
 	bundle := []byte("-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n")
 	setCABundle(t, ctx, fullname, bundle)
 
-	// An upgrade that changes the webhooks and the Secret's labels.
+	// An upgrade that changes the webhooks and the pods' labels.
 	helmCluster("upgrade", rel.name, chartDir, "--values", selfManaged,
 		"--set", "webhook.pods.timeoutSeconds=3", "--set", "podLabels.tier=platform")
 	if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(secret), secret); err != nil {
-		t.Fatal(err)
+		t.Fatalf("the CA Secret netguard wrote, after helm upgrade: %v", err)
 	}
 	if string(secret.Data["ca.crt"]) != "ca" {
-		t.Errorf("helm upgrade dropped the CA netguard wrote: %v", secret.Data)
+		t.Errorf("helm upgrade changed the CA netguard wrote: %v", secret.Data)
 	}
 	mwc := mutatingConfiguration(t, ctx, fullname)
 	if got := *mwc.Webhooks[0].TimeoutSeconds; got != 3 {
@@ -202,13 +202,20 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		&unstructured.Unstructured{Object: map[string]any{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": map[string]any{"name": fullname}}},
 		&unstructured.Unstructured{Object: map[string]any{"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration", "metadata": map[string]any{"name": fullname}}},
 		&unstructured.Unstructured{Object: map[string]any{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": map[string]any{"name": fullname}}},
-		&unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": fullname + "-ca", "namespace": rel.namespace}}},
 	} {
 		err := cp.Client.Get(ctx, client.ObjectKeyFromObject(obj), obj)
 		if !apierrors.IsNotFound(err) {
 			t.Errorf("%s %s is left after helm uninstall (get: %v)", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
 		}
 	}
+	if err := cp.Client.Get(ctx, client.ObjectKeyFromObject(secret), secret); err != nil {
+		t.Errorf("the CA Secret netguard wrote is gone after helm uninstall (docs/install.md: it stays): %v", err)
+	}
+	// Installed again over the CA Secret left behind, in both TLS modes.
+	helmCluster("install", rel.name, chartDir, "--values", selfManaged)
+	helmCluster("uninstall", rel.name, "--wait", "--timeout", "60s")
+	helmCluster("install", rel.name, chartDir)
+	helmCluster("uninstall", rel.name, "--wait", "--timeout", "60s")
 }
 
 // setCABundle writes bundle into every webhook of the configurations named

@@ -43,6 +43,7 @@ func TestNode(t *testing.T) {
 		{"rolling netguard under load", testRollingNetguard},
 		{"upgrade", testUpgrade},
 		{"TLS modes", testTLSModes},
+		{"uninstall and reinstall", testReinstall},
 		{"uninstall", testUninstall},
 	}
 	for _, p := range parts {
@@ -671,47 +672,7 @@ func testUninstall(t *testing.T) {
 	if err := cluster.HelmUninstall(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cluster.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, node.NetguardRelease, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("MutatingWebhookConfiguration after helm uninstall: %v", err)
-	}
-	if _, err := cluster.Client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, node.NetguardRelease, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("ValidatingWebhookConfiguration after helm uninstall: %v", err)
-	}
-	for _, resource := range []string{"certificates", "issuers"} {
-		gvr := node.CertificateGVR
-		gvr.Resource = resource
-		list, err := cluster.Dynamic.Resource(gvr).Namespace(node.NetguardNamespace).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range list.Items {
-			t.Errorf("%s %s/%s is left after helm uninstall", resource, node.NetguardNamespace, o.GetName())
-		}
-	}
-	// Left on purpose (docs/install.md, "Uninstall"): the Secrets
-	// cert-manager wrote; netguard-ca only if self-managed netguard wrote
-	// it again after the chart's copy was deleted (the TLS modes part ran
-	// it before the switch back).
-	secrets, err := cluster.Client.CoreV1().Secrets(node.NetguardNamespace).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var left []string
-	for _, s := range secrets.Items {
-		left = append(left, s.Name)
-	}
-	documented := []string{node.NetguardRelease + "-tls", node.NetguardRelease + "-root", node.NetguardRelease + "-ca"}
-	for _, name := range left {
-		if !slices.Contains(documented, name) {
-			t.Errorf("Secret %s/%s is left after helm uninstall; docs/install.md names only %v", node.NetguardNamespace, name, documented)
-		}
-	}
-	for _, name := range documented[:2] {
-		if !slices.Contains(left, name) {
-			t.Errorf("Secret %s/%s, which cert-manager wrote, is gone after helm uninstall", node.NetguardNamespace, name)
-		}
-	}
-	t.Logf("left after helm uninstall, as documented: Secrets %v", left)
+	checkUninstalled(t)
 	ns := newNamespace(t, "uninstalled", optedIn)
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "after-uninstall"},
