@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -22,7 +24,14 @@ func testReinstall(t *testing.T) {
 	ctx := context.Background()
 	uninstall := func(ns string) {
 		t.Helper()
-		pods := duringPodStream(t, ns, func() error { return cluster.HelmUninstall(ctx) })
+		// The stream lasts until netguard's pods are gone: they serve on
+		// for a while after the webhook configurations went.
+		pods := duringPodStream(t, ns, func() error {
+			if err := cluster.HelmUninstall(ctx); err != nil {
+				return err
+			}
+			return netguardPodsGone(ctx)
+		})
 		mutated := 0
 		for _, p := range pods {
 			switch st := p.Annotations[podpolicy.AnnotationStatus]; {
@@ -51,6 +60,21 @@ func testReinstall(t *testing.T) {
 	uninstall("reinstall-2")
 	install()
 	t.Log("installed again with the chart's defaults over the Secrets left behind: pods are mutated")
+}
+
+// netguardPodsGone waits until no pod of netguard's is left.
+func netguardPodsGone(ctx context.Context) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		pods, err := cluster.Client.CoreV1().Pods(node.NetguardNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=netguard"})
+		if err == nil && len(pods.Items) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("netguard's pods still there 2 minutes after helm uninstall (err %v)", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // checkUninstalled checks what helm uninstall left: no webhook
@@ -164,5 +188,3 @@ func webhooksCallingNetguard(t *testing.T) []string {
 	}
 	return out
 }
-
-
