@@ -393,20 +393,7 @@ func testRollout(t *testing.T) {
 	ns := newNamespace(t, "rollout", optedIn)
 	labels := map[string]string{"app": "api"}
 	template := map[string]string{"app": "api", "track": "stable"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](4),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{
-				MaxSurge: ptr.To(intstr.FromInt32(1)), MaxUnavailable: ptr.To(intstr.FromInt32(0)),
-			}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: template},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "api", Image: node.PauseImage, ImagePullPolicy: corev1.PullNever}}},
-			},
-		},
-	}
+	d := apiDeployment(ns, 4, template)
 	if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -427,13 +414,7 @@ func testRollout(t *testing.T) {
 	// becomes ready: the Deployment controller surges one pod and waits.
 	// netguard admits the change with a warning.
 	mark := cluster.Warnings.Mark()
-	if err := updateDeployment(ctx, ns, "api", func(d *appsv1.Deployment) {
-		d.Spec.Template.Labels = map[string]string{"app": "api", "tier": "gold"}
-		d.Spec.Template.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
-			ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(9)}},
-			PeriodSeconds: 1,
-		}
-	}); err != nil {
+	if err := rollOutGold(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
 	dropped := "the new pod template of Deployment " + ns + "/api drops track=stable, which Service api-stable selects"
@@ -500,6 +481,39 @@ func testRollout(t *testing.T) {
 		t.Errorf("Events on api-stable = %q, want one starting %q", events, want)
 	}
 	t.Logf("stalled rollout, no Service write: %s", events[0])
+}
+
+// apiDeployment is Deployment api of ns: replicas pause pods labelled
+// template, selected by app=api, rolled out one extra pod at a time and
+// none unavailable.
+func apiDeployment(ns string, replicas int32, template map[string]string) *appsv1.Deployment {
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "api"}},
+			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{
+				MaxSurge: ptr.To(intstr.FromInt32(1)), MaxUnavailable: ptr.To(intstr.FromInt32(0)),
+			}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: template},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "api", Image: node.PauseImage, ImagePullPolicy: corev1.PullNever}}},
+			},
+		},
+	}
+}
+
+// rollOutGold starts rolling Deployment api of ns out to pods labelled
+// app=api, tier=gold that never become ready: the rollout stalls with its
+// first new pod.
+func rollOutGold(ctx context.Context, ns string) error {
+	return updateDeployment(ctx, ns, "api", func(d *appsv1.Deployment) {
+		d.Spec.Template.Labels = map[string]string{"app": "api", "tier": "gold"}
+		d.Spec.Template.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(9)}},
+			PeriodSeconds: 1,
+		}
+	})
 }
 
 func updateDeployment(ctx context.Context, ns, name string, change func(*appsv1.Deployment)) error {

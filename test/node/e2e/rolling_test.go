@@ -12,15 +12,12 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 
 	"github.com/netguard-io/netguard/policies/podpolicy"
 	"github.com/netguard-io/netguard/test/framework"
@@ -46,12 +43,14 @@ func testRollingNetguard(t *testing.T) {
 	ctx := context.Background()
 	svcNS := newNamespace(t, "rolling-services", optedIn)
 	stalledRollout(t, svcNS)
-	images := func() []string {
-		var out []string
+	// runs checks that both netguard pods run image.
+	runs := func(t *testing.T, image string) {
+		t.Helper()
 		for _, p := range readyPods(t, node.NetguardNamespace, "app.kubernetes.io/name=netguard", 2) {
-			out = append(out, p.Spec.Containers[0].Image)
+			if got := p.Spec.Containers[0].Image; got != image {
+				t.Errorf("netguard pod %s runs %s, want %s", p.Name, got, image)
+			}
 		}
-		return out
 	}
 
 	t.Run("helm upgrade", func(t *testing.T) {
@@ -63,11 +62,7 @@ func testRollingNetguard(t *testing.T) {
 		if ndots := podNdots(t, ns, "app", "glibc"); ndots != "3" {
 			t.Errorf("ndots after the upgrade = %q, want 3", ndots)
 		}
-		for _, img := range images() {
-			if img != cluster.NetguardNextImage {
-				t.Errorf("a netguard pod runs %s after the upgrade, want %s", img, cluster.NetguardNextImage)
-			}
-		}
+		runs(t, cluster.NetguardNextImage)
 	})
 	t.Run("drain", func(t *testing.T) {
 		underLoad(t, "rolling-drain", svcNS, drainNetguard(t))
@@ -78,11 +73,7 @@ func testRollingNetguard(t *testing.T) {
 		if ndots := podNdots(t, ns, "app", "glibc"); ndots != "2" {
 			t.Errorf("ndots after the rollback = %q, want 2", ndots)
 		}
-		for _, img := range images() {
-			if img != cluster.NetguardImage {
-				t.Errorf("a netguard pod runs %s after the rollback, want %s", img, cluster.NetguardImage)
-			}
-		}
+		runs(t, cluster.NetguardImage)
 	})
 }
 
@@ -94,20 +85,7 @@ func stalledRollout(t *testing.T, ns string) {
 	t.Helper()
 	ctx := context.Background()
 	labels := map[string]string{"app": "api"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "api"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](2),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{
-				MaxSurge: ptr.To(intstr.FromInt32(1)), MaxUnavailable: ptr.To(intstr.FromInt32(0)),
-			}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "api", Image: node.PauseImage, ImagePullPolicy: corev1.PullNever}}},
-			},
-		},
-	}
+	d := apiDeployment(ns, 2, labels)
 	if _, err := cluster.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -119,13 +97,7 @@ func stalledRollout(t *testing.T, ns string) {
 		t.Fatal(err)
 	}
 	readyPods(t, ns, "app=api", 2)
-	if err := updateDeployment(ctx, ns, "api", func(d *appsv1.Deployment) {
-		d.Spec.Template.Labels = map[string]string{"app": "api", "tier": "gold"}
-		d.Spec.Template.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
-			ProbeHandler:  corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(9)}},
-			PeriodSeconds: 1,
-		}
-	}); err != nil {
+	if err := rollOutGold(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
 	framework.Eventually(t, time.Minute, "the rollout stalled with both revisions running", func() (bool, string) {
