@@ -5,7 +5,8 @@
 # e2e-node, on their own: the node needs the machine's ports and iptables),
 # short fuzzing, then two checks of the run itself: no controller-runtime
 # "log.SetLogger(...) was never called" stack trace in the output, and
-# nothing of the run's left behind on the machine (hack/leftovers).
+# nothing of the run's left behind on the machine (hack/leftovers). A red
+# run ends with what its failed tests printed (hack/failed-tests.sh).
 #
 # Needs KUBEBUILDER_ASSETS, NETGUARD_FLOOR_ASSETS (the oldest Kubernetes
 # supported), HELM and PROMTOOL (the Makefile sets them). FUZZTIME sets
@@ -65,6 +66,9 @@ if grep -h -A3 'log.SetLogger(...) was never called' "$work"/*.log; then
 	status=1
 fi
 hack/leftovers.sh check "$work/leftovers" || status=1
+if [ "$status" != 0 ]; then
+	hack/failed-tests.sh "$work"/*.log
+fi
 if [ "$status" = 0 ]; then
 	echo "test: PASS"
 else

@@ -462,7 +462,7 @@ func waitFor(ctx context.Context, limit time.Duration, what string, check func()
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready within %s: %v", what, limit, last)
+			return fmt.Errorf("waited %s for %s: %v", limit, what, last)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

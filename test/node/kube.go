@@ -261,22 +261,38 @@ func (c *Cluster) Helm(ctx context.Context, verb string, extra ...string) error 
 	if verb == "install" {
 		args = append(args, "--create-namespace")
 	}
-	args = append(args, extra...)
-	out, err := exec.CommandContext(ctx, c.opts.Helm, args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("helm %s: %v\n%s", verb, err, out)
-	}
-	return nil
+	return c.helm(ctx, append(args, extra...)...)
 }
 
 // HelmUninstall removes netguard's release.
 func (c *Cluster) HelmUninstall(ctx context.Context) error {
-	out, err := exec.CommandContext(ctx, c.opts.Helm, "uninstall", NetguardRelease, "--kubeconfig", c.Kubeconfig,
-		"--namespace", NetguardNamespace, "--wait", "--timeout", "120s").CombinedOutput()
+	return c.helm(ctx, "uninstall", NetguardRelease, "--kubeconfig", c.Kubeconfig,
+		"--namespace", NetguardNamespace, "--wait", "--timeout", "120s")
+}
+
+// helm runs helm; its output is in the error when it fails.
+func (c *Cluster) helm(ctx context.Context, args ...string) error {
+	out, err := exec.CommandContext(ctx, c.opts.Helm, args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("helm uninstall: %v\n%s", err, out)
+		return fmt.Errorf("helm %s: %v\n%s", args[0], err, out)
 	}
 	return nil
+}
+
+// WaitPodsGone waits until no pod in ns matches opts (its label or field
+// selector), terminating ones included.
+func (c *Cluster) WaitPodsGone(ctx context.Context, ns string, opts metav1.ListOptions) error {
+	what := fmt.Sprintf("no pod %s%s left in %s", opts.LabelSelector, opts.FieldSelector, ns)
+	return waitFor(ctx, 2*time.Minute, what, func() error {
+		pods, err := c.Client.CoreV1().Pods(ns).List(ctx, opts)
+		if err != nil {
+			return err
+		}
+		if len(pods.Items) > 0 {
+			return fmt.Errorf("%d left", len(pods.Items))
+		}
+		return nil
+	})
 }
 
 // WaitRolledOut waits until a Deployment's pods are exactly those of its
@@ -364,10 +380,6 @@ func (c *Cluster) WaitNetguard(ctx context.Context) error {
 // HelmRollback rolls netguard's release back to the revision before the
 // current one and waits for its pods.
 func (c *Cluster) HelmRollback(ctx context.Context) error {
-	out, err := exec.CommandContext(ctx, c.opts.Helm, "rollback", NetguardRelease, "--kubeconfig", c.Kubeconfig,
-		"--namespace", NetguardNamespace, "--wait", "--timeout", "180s").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("helm rollback: %v\n%s", err, out)
-	}
-	return nil
+	return c.helm(ctx, "rollback", NetguardRelease, "--kubeconfig", c.Kubeconfig,
+		"--namespace", NetguardNamespace, "--wait", "--timeout", "180s")
 }

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
@@ -535,15 +536,15 @@ func updateDeployment(ctx context.Context, ns, name string, change func(*appsv1.
 func testFaults(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t, "faults", optedIn)
+	// A patch of the scale subresource, as kubectl scale sends: an update
+	// would carry the resourceVersion read and fail with a conflict when
+	// the Deployment controller wrote the status in between.
 	scale := func(n int32) {
 		t.Helper()
-		s, err := cluster.Client.AppsV1().Deployments(node.NetguardNamespace).GetScale(ctx, node.NetguardRelease, metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Spec.Replicas = n
-		if _, err := cluster.Client.AppsV1().Deployments(node.NetguardNamespace).UpdateScale(ctx, node.NetguardRelease, s, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
+		patch := fmt.Sprintf(`{"spec":{"replicas":%d}}`, n)
+		if err := cluster.Client.AppsV1().RESTClient().Patch(types.MergePatchType).Namespace(node.NetguardNamespace).
+			Resource("deployments").Name(node.NetguardRelease).SubResource("scale").Body([]byte(patch)).Do(ctx).Error(); err != nil {
+			t.Fatalf("scaling netguard to %d: %v", n, err)
 		}
 	}
 	scale(0)

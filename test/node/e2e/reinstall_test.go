@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sync"
 	"testing"
-	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -30,7 +28,7 @@ func testReinstall(t *testing.T) {
 			if err := cluster.HelmUninstall(ctx); err != nil {
 				return err
 			}
-			return netguardPodsGone(ctx)
+			return cluster.WaitPodsGone(ctx, node.NetguardNamespace, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=netguard"})
 		})
 		mutated := 0
 		for _, p := range pods {
@@ -60,21 +58,6 @@ func testReinstall(t *testing.T) {
 	uninstall("reinstall-2")
 	install()
 	t.Log("installed again with the chart's defaults over the Secrets left behind: pods are mutated")
-}
-
-// netguardPodsGone waits until no pod of netguard's is left.
-func netguardPodsGone(ctx context.Context) error {
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		pods, err := cluster.Client.CoreV1().Pods(node.NetguardNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=netguard"})
-		if err == nil && len(pods.Items) == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("netguard's pods still there 2 minutes after helm uninstall (err %v)", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // checkUninstalled checks what helm uninstall left: no webhook

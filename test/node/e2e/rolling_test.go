@@ -345,7 +345,7 @@ func drainNetguard(t *testing.T) func() error {
 					refused.Add(1)
 					time.Sleep(time.Second)
 				}
-				errs <- waitGone(ctx, p)
+				errs <- cluster.WaitPodsGone(ctx, p.Namespace, metav1.ListOptions{FieldSelector: "metadata.name=" + p.Name})
 			}()
 		}
 		var err error
@@ -354,21 +354,6 @@ func drainNetguard(t *testing.T) func() error {
 		}
 		t.Logf("drained %d netguard pods; the PodDisruptionBudget refused %d evictions meanwhile", len(pods), refused.Load())
 		return err
-	}
-}
-
-// waitGone waits until pod p no longer exists.
-func waitGone(ctx context.Context, p corev1.Pod) error {
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		_, err := cluster.Client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("pod %s still there 2 minutes after its eviction (err %v)", p.Name, err)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 
