@@ -14,6 +14,8 @@ import (
 	"github.com/go-logr/logr/testr"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/netguard-io/netguard/test/ports"
 )
 
 // udpPaths are the two ways the proxy serves UDP; tests that exercise the
@@ -149,16 +151,17 @@ func (b *blackhole) seen() []int {
 }
 
 // closedPort returns a loopback UDP address nothing listens on, so
-// packets to it draw ICMP port unreachable.
+// packets to it draw ICMP port unreachable: a port reserved for the test
+// from below the kernel's ephemeral range (test/ports), which no socket
+// bound to port 0 can get, held until the test ends.
 func closedPort(t *testing.T, ip string) netip.AddrPort {
 	t.Helper()
-	pc, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(ip), 0)))
+	p, err := ports.Reserve()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
-	_ = pc.Close()
-	return addr
+	t.Cleanup(p.Release)
+	return netip.AddrPortFrom(netip.MustParseAddr(ip), uint16(p.Port))
 }
 
 // testProxy is a running Proxy with its registry.

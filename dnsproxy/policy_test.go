@@ -382,8 +382,10 @@ func TestLoneQueryBeyondItsShare(t *testing.T) {
 				}
 			})
 			p := startProxy(t, Config{
+				// An answer slower than the hedge delay would add an
+				// attempt: 100ms leaves room for a stall on a busy machine.
 				Upstreams: []netip.AddrPort{up.addr}, Timeout: 3 * time.Second, Deadline: 3 * time.Second,
-				HedgeDelayMin: 10 * time.Millisecond, HedgeDelayMax: 10 * time.Millisecond,
+				HedgeDelayMin: 100 * time.Millisecond, HedgeDelayMax: 100 * time.Millisecond,
 			}, portable)
 			want := 0
 			for i := range n {

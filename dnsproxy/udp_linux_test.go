@@ -159,7 +159,9 @@ func TestNoOtherSocketTakesTheListenAddress(t *testing.T) {
 // WarmPortAge ago; later, from a new port. A warm socket whose attempt is
 // lost is closed: the next query does not leave from its port again.
 func TestWarmPort(t *testing.T) {
-	const age = 300 * time.Millisecond
+	// A hedge only for the query whose attempt is lost: an answer slower
+	// than the hedge delay (a stall on a busy machine) would hedge too.
+	const age, hedge = time.Second, time.Second
 	var drop atomic.Bool
 	up := startUpstream(t, "127.0.0.2", func(w dns.ResponseWriter, r *dns.Msg) {
 		if !drop.CompareAndSwap(true, false) { // drop one query when asked
@@ -167,7 +169,7 @@ func TestWarmPort(t *testing.T) {
 		}
 	})
 	p := startProxy(t, Config{Upstreams: []netip.AddrPort{up.addr}, Listeners: 1, WarmPortAge: age,
-		HedgeDelayMin: 20 * time.Millisecond, HedgeDelayMax: 20 * time.Millisecond}, false)
+		HedgeDelayMin: hedge, HedgeDelayMax: hedge}, false)
 	ask := func(name string) int {
 		t.Helper()
 		exchange(t, "udp", p.addr, question(name, dns.TypeA))
@@ -178,7 +180,7 @@ func TestWarmPort(t *testing.T) {
 	if got := ask("b.upstream.test"); got != first {
 		t.Fatalf("second query from port %d, want the warm port %d", got, first)
 	}
-	time.Sleep(age + 100*time.Millisecond)
+	time.Sleep(age + 200*time.Millisecond)
 	fresh := ask("c.upstream.test")
 	if fresh == first {
 		t.Fatalf("query from port %d after the warm age, want a new port", fresh)

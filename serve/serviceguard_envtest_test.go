@@ -276,7 +276,19 @@ func TestServiceGuardAgainstAPIServer(t *testing.T) {
 		t.Errorf("warnings on Argo's Service: %q", w)
 	}
 
-	// A Deployment update that drops the selected label warns.
+	// A Deployment update that drops the selected label warns: the check
+	// reads the Services from the cache, once it has the annotated update.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		obj, ok, _ := g.Stores().Services.GetByKey("loki/distributor")
+		if cached, _ := obj.(*corev1.Service); ok && cached != nil && cached.Spec.Selector["gossip_ring_member"] == "true" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cache does not have Service loki/distributor's selector with gossip_ring_member=true")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	must(c.Get(ctx, client.ObjectKeyFromObject(d), d))
 	d.Spec.Template.Labels = app
 	must(c.Update(ctx, d))

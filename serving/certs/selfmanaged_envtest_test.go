@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/netguard-io/netguard/test/ports"
 )
 
 // TestSelfManagedExportsItsCertificate runs self-managed TLS against a real
@@ -27,11 +29,11 @@ func TestSelfManagedExportsItsCertificate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	env := &envtest.Environment{}
-	restCfg, err := env.Start()
+	restCfg, releasePorts, err := ports.StartEnvtest(env)
 	if err != nil {
 		t.Fatalf("starting the control plane: %v", err)
 	}
-	t.Cleanup(func() { _ = env.Stop() })
+	t.Cleanup(func() { _ = env.Stop(); releasePorts() })
 	cs, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -219,36 +220,40 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 }
 
 // setCABundle writes bundle into every webhook of the configurations named
-// name, as netguard or cainjector does.
+// name, as netguard or cainjector does; a conflict with netguard's own
+// write of the same configuration is retried.
 func setCABundle(t *testing.T, ctx context.Context, name string, bundle []byte) {
 	t.Helper()
 	for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
-		obj := &unstructured.Unstructured{}
-		obj.SetAPIVersion("admissionregistration.k8s.io/v1")
-		obj.SetKind(kind)
-		if err := cp.Client.Get(ctx, client.ObjectKey{Name: name}, obj); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			obj := &unstructured.Unstructured{}
+			obj.SetAPIVersion("admissionregistration.k8s.io/v1")
+			obj.SetKind(kind)
+			if err := cp.Client.Get(ctx, client.ObjectKey{Name: name}, obj); err != nil {
+				if apierrors.IsNotFound(err) {
+					return nil
+				}
+				return err
 			}
-			t.Fatal(err)
-		}
-		webhooks, _, _ := unstructured.NestedSlice(obj.Object, "webhooks")
-		for _, w := range webhooks {
-			w.(map[string]any)["clientConfig"].(map[string]any)["caBundle"] = bundle
-		}
-		// caBundle is base64 in JSON; round-trip through JSON to encode it.
-		raw, err := json.Marshal(webhooks)
+			webhooks, _, _ := unstructured.NestedSlice(obj.Object, "webhooks")
+			for _, w := range webhooks {
+				w.(map[string]any)["clientConfig"].(map[string]any)["caBundle"] = bundle
+			}
+			// caBundle is base64 in JSON; round-trip through JSON to encode it.
+			raw, err := json.Marshal(webhooks)
+			if err != nil {
+				return err
+			}
+			var encoded []any
+			if err := json.Unmarshal(raw, &encoded); err != nil {
+				return err
+			}
+			if err := unstructured.SetNestedSlice(obj.Object, encoded, "webhooks"); err != nil {
+				return err
+			}
+			return cp.Client.Update(ctx, obj, client.FieldOwner("netguard"))
+		})
 		if err != nil {
-			t.Fatal(err)
-		}
-		var encoded []any
-		if err := json.Unmarshal(raw, &encoded); err != nil {
-			t.Fatal(err)
-		}
-		if err := unstructured.SetNestedSlice(obj.Object, encoded, "webhooks"); err != nil {
-			t.Fatal(err)
-		}
-		if err := cp.Client.Update(ctx, obj, client.FieldOwner("netguard")); err != nil {
 			t.Fatalf("writing caBundle of %s %s: %v", kind, name, err)
 		}
 	}

@@ -441,6 +441,9 @@ func testRollout(t *testing.T) {
 		return newRS.Status.Replicas == 1 && oldRS.Status.Replicas == 4 && len(pods.Items) == 5, strings.Join(states, ", ")
 	})
 
+	// netguard's view follows the API server's by a moment: the real
+	// update comes once a dry run is denied with the stalled counts.
+	mustDenyNarrowing(t, ns, 5)
 	fresh, err := cluster.Client.CoreV1().Services(ns).Get(ctx, "api", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

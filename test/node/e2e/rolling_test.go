@@ -113,15 +113,17 @@ func stalledRollout(t *testing.T, ns string) {
 		}
 		return len(pods.Items) == 3 && gold == 1, fmt.Sprintf("%d pods, %d of the new revision", len(pods.Items), gold)
 	})
-	mustDenyNarrowing(t, ns)
+	mustDenyNarrowing(t, ns, 3)
 }
 
 // mustDenyNarrowing waits until narrowing Service api's selector to the
-// stalled revision (a dry run) is denied by netguard (its view of the
-// cluster follows the API server's by a moment).
-func mustDenyNarrowing(t *testing.T, ns string) {
+// stalled revision (a dry run) is denied by netguard with the counts of
+// the stalled rollout, its new pod among pods in all (netguard's view of
+// the cluster follows the API server's by a moment).
+func mustDenyNarrowing(t *testing.T, ns string, pods int) {
 	t.Helper()
 	ctx := context.Background()
+	counts := fmt.Sprintf("1 of %d pods of Deployment %s/api", pods, ns)
 	framework.Eventually(t, 30*time.Second, "netguard's denial of narrowing Service api to one revision", func() (bool, string) {
 		svc, err := cluster.Client.CoreV1().Services(ns).Get(ctx, "api", metav1.GetOptions{})
 		if err != nil {
@@ -129,7 +131,7 @@ func mustDenyNarrowing(t *testing.T, ns string) {
 		}
 		svc.Spec.Selector = map[string]string{"app": "api", "tier": "gold"}
 		_, err = cluster.Client.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{DryRun: []string{metav1.DryRunAll}})
-		return deniedNarrowing(err, ns), fmt.Sprintf("err = %v", err)
+		return deniedNarrowing(err, ns) && strings.Contains(err.Error(), counts), fmt.Sprintf("err = %v, want a denial saying %q", err, counts)
 	})
 }
 
