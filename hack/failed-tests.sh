@@ -7,7 +7,6 @@
 # usage: hack/failed-tests.sh LOG...
 set -euo pipefail
 awk '
-function flush_block() { block = "" }
 # -v: "=== RUN   TestX/part" (also NAME, CONT, PAUSE) says whose output follows.
 /^=== (RUN|NAME|CONT|PAUSE) / { current = $3; under_fail = ""; next }
 # A result line. Without -v the failed test'"'"'s messages follow it, one
